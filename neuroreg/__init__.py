@@ -1,0 +1,17 @@
+"""neuroreg: PyTorch regularizations for neural-network models of the brain."""
+
+from neuroreg import callbacks, functional
+from neuroreg.base import BaseRegularization, RegularizationList
+from neuroreg.norms import L1, L2, Lp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "L1",
+    "L2",
+    "BaseRegularization",
+    "Lp",
+    "RegularizationList",
+    "callbacks",
+    "functional",
+]

@@ -1,0 +1,227 @@
+"""The one place where neuroreg checks its arguments.
+
+Every check raises a ``TypeError`` (wrong kind of value) or a ``ValueError`` (right kind, wrong value)
+whose message names the argument and repeats the value given. Checks never modify their input, so a
+constructor that validates everything before assigning anything leaves no half-built object behind.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "check_axes",
+    "check_bool",
+    "check_callable",
+    "check_choice",
+    "check_int",
+    "check_names",
+    "check_real",
+    "check_reference_tensors",
+    "collect_parameters",
+]
+
+
+def _is_real(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex()
+    return isinstance(value, numbers.Real)
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    allow_inf: bool = False,
+) -> float:
+    """Return ``value`` as a Python float after checking it is a real number within bounds.
+
+    Example:
+        >>> check_real("alpha", 0.5, low=0, high=1)
+        0.5
+        >>> check_real("alpha", 2, low=0, high=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must be in [0, 1], got 2
+    """
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    too_low = low is not None and (number < low or (number == low and not low_inclusive))
+    too_high = high is not None and (number > high or (number == high and not high_inclusive))
+    if too_low or too_high:
+        left = ("[" if low_inclusive else "(") + ("-inf" if low is None else f"{low:g}")
+        right = ("inf" if high is None else f"{high:g}") + ("]" if high_inclusive else ")")
+        raise ValueError(f"{name} must be in {left}, {right}, got {value!r}")
+    return number
+
+
+def check_int(name: str, value: Any, *, low: Optional[int] = None) -> int:
+    """Return ``value`` as an int after checking it is an integer (not a bool) and ``>= low``.
+
+    Example:
+        >>> check_int("n", 2, low=0)
+        2
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` after checking it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Return ``value`` after checking it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)!r}, got {value!r}")
+    return value
+
+
+def check_callable(name: str, value: Any) -> Callable:
+    """Return ``value`` after checking it is callable."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r} of type {type(value).__name__}")
+    return value
+
+
+def check_names(name: str, value: Any) -> Tuple[str, ...]:
+    """Normalise ``None``, a glob pattern or a sequence of patterns to a tuple of patterns."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        patterns = tuple(value)
+        for pattern in patterns:
+            if not isinstance(pattern, str):
+                raise TypeError(f"{name} must be a glob pattern or a sequence of them, got {value!r}")
+        return patterns
+    raise TypeError(f"{name} must be a glob pattern or a sequence of them, got {value!r}")
+
+
+def check_axes(name: str, axes: Union[int, Sequence[int]], ndim: int) -> Tuple[int, ...]:
+    """Return ``axes`` as a sorted tuple of distinct non-negative axes of a tensor with ``ndim`` dims.
+
+    Example:
+        >>> check_axes("axis", (-1, 0), 3)
+        (0, 2)
+        >>> check_axes("axis", 3, 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: axis 3 is out of range for a tensor with 3 dimensions
+    """
+    items = (axes,) if isinstance(axes, numbers.Integral) and not isinstance(axes, bool) else axes
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {axes!r}")
+    normalised = []
+    for axis in items:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a sequence of ints, got {axes!r}")
+        if not -ndim <= axis < max(ndim, 1):
+            raise ValueError(f"{name} {axes!r} is out of range for a tensor with {ndim} dimensions")
+        normalised.append(int(axis) % max(ndim, 1))
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"{name} {axes!r} names the same axis twice")
+    return tuple(sorted(normalised))
+
+
+def collect_parameters(
+    params: Any, include: Tuple[str, ...] = (), exclude: Tuple[str, ...] = ()
+) -> Tuple[List[str], List[nn.Parameter]]:
+    """Turn the ``params`` argument of a regularization into parallel lists of names and Parameters.
+
+    ``params`` may be an ``nn.Module`` (its named parameters), a mapping name -> Parameter, a single
+    Parameter, or an iterable of Parameters (named by position). ``include``/``exclude`` are glob patterns
+    on the names (``fnmatch`` rules); they need names, so they are refused for a plain iterable. The same
+    Parameter given twice is kept once.
+    """
+    from fnmatch import fnmatchcase
+
+    if isinstance(params, nn.Module):
+        named = list(params.named_parameters())
+    elif isinstance(params, Mapping):
+        named = list(params.items())
+        for key, _ in named:
+            if not isinstance(key, str):
+                raise TypeError(f"params keys must be parameter names (str), got {key!r}")
+    elif isinstance(params, Tensor):
+        named = [("0", params)]
+    elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
+        if include or exclude:
+            raise ValueError(
+                "include/exclude select parameters by name, so params must be an nn.Module or a dict "
+                f"name -> Parameter, got {type(params).__name__}"
+            )
+        named = [(str(index), param) for index, param in enumerate(params)]
+    else:
+        raise TypeError(
+            "params must be an nn.Module, a dict name -> Parameter or an iterable of Parameters, "
+            f"got {params!r} of type {type(params).__name__}"
+        )
+    for key, param in named:
+        if not isinstance(param, nn.Parameter):
+            kind = "a Tensor that is not an nn.Parameter" if isinstance(param, Tensor) else repr(param)
+            raise TypeError(
+                f"params[{key!r}] must be a torch.nn.Parameter (gradients must reach the model), got {kind}"
+            )
+    if include:
+        named = [(key, p) for key, p in named if any(fnmatchcase(key, pat) for pat in include)]
+    if exclude:
+        named = [(key, p) for key, p in named if not any(fnmatchcase(key, pat) for pat in exclude)]
+    seen = set()
+    names, kept = [], []
+    for key, param in named:
+        if id(param) not in seen:
+            seen.add(id(param))
+            names.append(key)
+            kept.append(param)
+    return names, kept
+
+
+def check_reference_tensors(name: str, references: Any, params: Sequence[Tensor]) -> List[Tensor]:
+    """Check ``references`` gives one tensor per parameter, each of that parameter's shape.
+
+    Returns detached tensors (the references are constants of the penalty, never trained).
+    """
+    if isinstance(references, Tensor):
+        references = [references]
+    if isinstance(references, (str, bytes)) or not isinstance(references, Iterable):
+        raise TypeError(f"{name} must be a sequence of tensors, got {references!r}")
+    references = list(references)
+    if len(references) != len(params):
+        raise ValueError(
+            f"{name} must hold one tensor per parameter: {len(params)} parameters, "
+            f"{len(references)} references given"
+        )
+    checked = []
+    for index, (reference, param) in enumerate(zip(references, params)):
+        if not isinstance(reference, Tensor):
+            reference = torch.as_tensor(reference)
+        if reference.shape != param.shape:
+            raise ValueError(
+                f"{name}[{index}] has shape {tuple(reference.shape)}, but the parameter it refers to has "
+                f"shape {tuple(param.shape)}"
+            )
+        checked.append(reference.detach())
+    return checked

@@ -1,0 +1,348 @@
+"""BaseRegularization, a penalty that is both a ``torch.nn.Module`` and a trainer callback, and
+RegularizationList, their sum."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from neuroreg._validation import check_names, check_real, collect_parameters
+from neuroreg.callbacks import BaseCallback
+from neuroreg.functional._multi_tensor import group_by_device_and_dtype
+
+__all__ = ["BaseRegularization", "RegularizationList"]
+
+ParamsLike = Union[nn.Module, Dict[str, nn.Parameter], Iterable[nn.Parameter], nn.Parameter, None]
+
+
+class _HeldParameters(nn.ParameterList):
+    """The regularized parameters: the model's own ``Parameter`` objects, which the model owns.
+
+    They are left out of the regularization's ``state_dict`` (so loading one can never overwrite model
+    weights, and a checkpoint holds no copy of them) and out of ``.to()``/``.cuda()``/``.double()`` (moving
+    a regularization moves its own buffers; the model is moved by whoever owns it).
+    """
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        return
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        return
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _HeldParameters:
+        return self
+
+
+class BaseRegularization(nn.Module, BaseCallback):
+    r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
+
+    A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
+    :mod:`neuroreg.functional`; the weight ``Lambda`` is applied here and nowhere else.
+
+    A regularization is used three ways: called directly for a penalty tensor to add to a loss, attached to
+    a trainer as a callback (it follows :class:`neuroreg.callbacks.BaseCallback`'s protocol), or summed
+    with others in a :class:`RegularizationList`.
+
+    Args:
+        params: What to regularize: an ``nn.Module`` (its named parameters), a dict name -> Parameter, an
+            iterable of Parameters, a single Parameter, or ``None`` (a loss computed on call-time inputs).
+            The model's own Parameter objects are held (gradients reach the model) in :attr:`params`, and
+            their names in :attr:`param_names`.
+        Lambda: Weight of the penalty, a finite real >= 0. Readable and settable at any time; it is a
+            buffer, so it is in ``state_dict()``.
+        optimizer: If given, the regularization takes its own optimizer step as a callback (separate-step
+            mode); else its gradient joins the task loss's (joint mode).
+        name: Unique name used in logs and checkpoints (default: class name and a counter).
+        include: Glob pattern(s) on parameter names: keep only matching parameters (module or dict only).
+        exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
+        priority: Callback priority (lower runs first), default 10.
+        save_state: Whether :meth:`get_checkpoint_state` returns the state.
+        load_state: Whether :meth:`load_checkpoint_state` restores it (default: ``save_state``).
+
+    Example:
+        >>> import neuroreg as nr
+        >>> model = torch.nn.Linear(3, 2)
+        >>> reg = nr.L1(model, Lambda=0.1, exclude="bias")
+        >>> reg.param_names
+        ['weight']
+        >>> penalty = reg()   # 0.1 * sum |W|
+        >>> bool(torch.isclose(penalty, 0.1 * model.weight.abs().sum()))
+        True
+    """
+
+    #: Whether :meth:`_add_penalty_grad_` is implemented (joint mode then builds no autograd graph).
+    closed_form_grad: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        params: ParamsLike = None,
+        Lambda: float = 1.0,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        *,
+        name: Optional[str] = None,
+        include: Union[str, Sequence[str], None] = None,
+        exclude: Union[str, Sequence[str], None] = None,
+        priority: Optional[int] = None,
+        save_state: bool = True,
+        load_state: Optional[bool] = None,
+    ) -> None:
+        weight = check_real("Lambda", Lambda, low=0)
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
+        names, parameters = collect_parameters(
+            [] if params is None else params, check_names("include", include), check_names("exclude", exclude)
+        )
+        nn.Module.__init__(self)
+        BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)
+        self.params = _HeldParameters(parameters)
+        self.param_names: List[str] = names
+        self.optimizer = optimizer
+        # Lambda lives in a float64 buffer (exact for any Python float, in state_dict, and a tensor input to
+        # a compiled forward, so changing it does not recompile); the float mirror serves the host side.
+        self.register_buffer("_lambda", torch.tensor(weight, dtype=torch.float64))
+        self._lambda_value = weight
+        self._last_raw: Optional[Tensor] = None
+        self._last_weighted: Optional[Tensor] = None
+
+    # --- Lambda ------------------------------------------------------------------------------------------
+    @property
+    def Lambda(self) -> float:
+        """The weight of the penalty."""
+        return self._lambda_value
+
+    @Lambda.setter
+    def Lambda(self, value: float) -> None:
+        self._set_lambda(check_real("Lambda", value, low=0))
+
+    def _set_lambda(self, value: float) -> None:
+        with torch.no_grad():
+            self._lambda.fill_(value)
+        self._lambda_value = value
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._lambda_value = float(self._lambda)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> BaseRegularization:
+        # Lambda follows the regularization's device but keeps float64: `.to(torch.bfloat16)` must not
+        # round the weight of the penalty.
+        lambda_before = self._lambda
+        super()._apply(fn, recurse)
+        self._buffers["_lambda"] = lambda_before.to(device=self._lambda.device)
+        return self
+
+    # --- the penalty -------------------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The unweighted penalty. Subclasses call their :mod:`neuroreg.functional` function here."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Return ``Lambda * forward(*args, **kwargs)``, a differentiable 0-d tensor, and remember both
+        values (detached, no host sync) for logging."""
+        raw = super().__call__(*args, **kwargs)
+        weighted = raw * self._lambda.to(device=raw.device, dtype=raw.dtype)
+        self._last_raw, self._last_weighted = raw.detach(), weighted.detach()
+        return weighted
+
+    def regularized_parameters(self) -> List[nn.Parameter]:
+        """The held parameters that the penalty acts on now (frozen ones are skipped)."""
+        return [p for p in self.params if p.requires_grad]
+
+    def _zero(self) -> Tensor:
+        """A floating zero penalty on the parameters' device and dtype, which ``.backward()`` accepts."""
+        reference = next(iter(self.params), None)
+        if reference is None:
+            return torch.zeros((), requires_grad=True)
+        return reference.new_zeros((), requires_grad=True)
+
+    # --- joint mode: the penalty's gradient added to the task's -------------------------------------------
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        """Add ``alpha * ∂forward()/∂p`` to ``grads`` in place, for a class with a closed-form gradient."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
+
+    def accumulate_grad(self, *, with_value: bool = False) -> None:
+        """Add ``Lambda * ∂penalty/∂p`` into each regularized parameter's ``.grad`` (joint mode).
+
+        Call it between the task loss's ``backward()`` and the optimizer's ``step()``: the update is then
+        exactly that of minimizing ``task_loss + reg()``. Classes with a closed-form gradient do this with
+        multi-tensor kernels and no autograd graph; the others fall back to ``reg().backward()``.
+
+        Args:
+            with_value: Also compute the penalty's value for :meth:`last_values` (the closed-form path does
+                not need it otherwise).
+        """
+        self._accumulate_grad(1.0, with_value)
+
+    def _accumulate_grad(self, scale: float, with_value: bool) -> None:
+        if not self.closed_form_grad:
+            with torch.enable_grad():
+                penalty = self()
+            if penalty.requires_grad:
+                (penalty * scale).backward()
+            return
+        alpha = scale * self._lambda_value
+        with torch.no_grad():
+            params = self.regularized_parameters()
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            if params and alpha != 0:
+                for group in group_by_device_and_dtype(params):
+                    members = [params[i] for i in group]
+                    self._add_penalty_grad_(members, [p.grad for p in members], alpha)
+            if with_value:
+                self()
+
+    # --- logging -----------------------------------------------------------------------------------------
+    def last_values(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, float]:
+        """The penalty computed by the last call, by name: ``{name: value}`` (empty before any call).
+
+        Args:
+            kind: ``"weighted"`` for ``Lambda * penalty``, ``"raw"`` for the penalty alone.
+        """
+        if kind not in ("weighted", "raw"):
+            raise ValueError(f"kind must be 'weighted' or 'raw', got {kind!r}")
+        last = self._last_weighted if kind == "weighted" else self._last_raw
+        return {} if last is None else {self.name: float(last)}
+
+    def _leaf_names(self) -> List[str]:
+        """Names of the regularizations nested inside this one (none for a single penalty)."""
+        return []
+
+    def on_pbar_update(self, trainer: Any = None, **kwargs: Any) -> Dict[str, Any]:
+        """The last weighted value of the penalty, by name."""
+        return self.last_values()
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def get_checkpoint_state(self, trainer: Any = None, **kwargs: Any) -> Optional[Dict[str, Any]]:
+        """The regularization's own state as plain data: ``{"state_dict": {name: tensor}}`` (cloned, on
+        CPU; never the model's parameters, never pickled objects)."""
+        if not self.save_state:
+            return None
+        return {"state_dict": {key: value.detach().cpu().clone() for key, value in self.state_dict().items()}}
+
+    def load_checkpoint_state(self, trainer: Any = None, checkpoint: Optional[dict] = None, **kwargs: Any) -> None:
+        """Restore what :meth:`get_checkpoint_state` returned, from a trainer's checkpoint or directly."""
+        state = self._own_state(checkpoint)
+        if state is not None:
+            self.load_state_dict(state["state_dict"])
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, Lambda={self.Lambda:g}, n_params={len(self.params)}"
+
+
+class RegularizationList(BaseRegularization):
+    r"""The sum of several regularizations, each with its own ``Lambda``.
+
+    .. math::
+        \mathcal{L} = \Lambda_{\text{list}} \sum_k \Lambda_k \, \mathcal{L}_k
+
+    Members are registered submodules (``.to()``, ``state_dict()`` and ``train()`` reach them) and may be
+    RegularizationLists themselves. :attr:`params` is the union of the members' parameters, without
+    duplicates. After a call, :meth:`last_values` gives each member's value by name.
+
+    Args:
+        regularizations: The members.
+        Lambda: An extra weight on the sum (default 1).
+        optimizer: As in :class:`BaseRegularization`.
+        **kwargs: ``name``, ``priority``, ``save_state``, ``load_state`` as in :class:`BaseRegularization`.
+
+    Example:
+        >>> import neuroreg as nr
+        >>> w = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
+        >>> regs = nr.RegularizationList([nr.L1([w], Lambda=1.0, name="l1"), nr.L2([w], Lambda=2.0, name="l2")])
+        >>> regs()
+        tensor(17., grad_fn=<MulBackward0>)
+        >>> regs.last_values()
+        {'l1': 7.0, 'l2': 10.0}
+    """
+
+    def __init__(
+        self,
+        regularizations: Optional[Iterable[BaseRegularization]] = None,
+        Lambda: float = 1.0,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        **kwargs: Any,
+    ) -> None:
+        if regularizations is not None and (
+            isinstance(regularizations, (str, bytes, BaseRegularization)) or not isinstance(regularizations, Iterable)
+        ):
+            raise TypeError(f"regularizations must be an iterable of regularizations, got {regularizations!r}")
+        members = list(regularizations or [])
+        for index, member in enumerate(members):
+            self._check_member(f"regularizations[{index}]", member)
+        self._check_unique_names(members)
+        super().__init__(None, Lambda, optimizer, **kwargs)
+        self.regularizations = nn.ModuleList(members)
+        self._collect_params()
+
+    @staticmethod
+    def _check_member(label: str, member: Any) -> None:
+        if not isinstance(member, BaseRegularization):
+            raise TypeError(f"{label} must be a neuroreg regularization, got {member!r} of type {type(member).__name__}")
+
+    @staticmethod
+    def _check_unique_names(members: Sequence[BaseRegularization]) -> None:
+        seen = set()
+        for member in members:
+            for name in [member.name, *member._leaf_names()]:
+                if name in seen:
+                    raise ValueError(f"two members of the list are named {name!r}: names must be unique")
+                seen.add(name)
+
+    def _leaf_names(self) -> List[str]:
+        return [name for member in self.regularizations for name in [member.name, *member._leaf_names()]]
+
+    def _collect_params(self) -> None:
+        names, params, seen = [], [], set()
+        for member in self.regularizations:
+            for name, param in zip(member.param_names, member.params):
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    names.append(f"{member.name}.{name}")
+                    params.append(param)
+        self.params = _HeldParameters(params)
+        self.param_names = names
+
+    def append(self, regularization: BaseRegularization) -> RegularizationList:
+        """Add a member (a ``TypeError`` if it is not a regularization, ``ValueError`` on a name clash)."""
+        self._check_member("regularization", regularization)
+        if regularization is self or any(module is self for module in regularization.modules()):
+            raise ValueError(f"cannot append {regularization.name!r} to a list it contains")
+        self._check_unique_names([*self.regularizations, regularization])
+        self.regularizations.append(regularization)
+        self._collect_params()
+        return self
+
+    def __len__(self) -> int:
+        return len(self.regularizations)
+
+    def __iter__(self) -> Iterator[BaseRegularization]:
+        return iter(self.regularizations)
+
+    def __getitem__(self, index: int) -> BaseRegularization:
+        return self.regularizations[index]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The sum of the members' weighted penalties, each called with the same arguments."""
+        values = [member(*args, **kwargs) for member in self.regularizations]
+        if not values:
+            return self._zero()
+        total = values[0]
+        for value in values[1:]:
+            total = total + value
+        return total
+
+    def _accumulate_grad(self, scale: float, with_value: bool) -> None:
+        for member in self.regularizations:
+            member._accumulate_grad(scale * self._lambda_value, with_value)
+
+    def last_values(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, float]:
+        """Each member's last value by name (nested lists are flattened)."""
+        values: Dict[str, float] = {}
+        for member in self.regularizations:
+            values.update(member.last_values(kind))
+        return values

@@ -1,0 +1,137 @@
+"""Entrywise Lp norms of a group of tensors, and their closed-form gradients."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import List, Union
+
+import torch
+from torch import Tensor
+
+from neuroreg._validation import check_bool, check_real
+from neuroreg.functional._multi_tensor import as_tensor_list, group_by_device_and_dtype, sum_scalars
+
+__all__ = ["lp_norm", "lp_norm_add_grad_", "lp_norm_grad"]
+
+Tensors = Union[Tensor, Iterable[Tensor]]
+
+
+def _check(tensors: Tensors, p: float, squared: bool) -> tuple:
+    tensors = as_tensor_list("tensors", tensors)
+    p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+    return tensors, p, check_bool("squared", squared)
+
+
+def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> Tensor:
+    r"""Sum over tensors of their entrywise p-norm (optionally squared).
+
+    .. math::
+        \mathcal{L} = \sum_k \lVert W_k \rVert_p^{s}, \qquad
+        \lVert W \rVert_p = \Big(\sum_{i} |w_i|^p\Big)^{1/p}, \quad s = 2 \text{ if squared else } 1
+
+    The norm is taken over all elements of each tensor whatever its rank (``torch.linalg.vector_norm``),
+    never a matrix norm: on a 2-D weight ``torch.linalg.norm(W, 2)`` would be the largest singular value.
+
+    Args:
+        tensors: A tensor or a sequence of floating-point tensors of any shapes.
+        p: Order of the norm, a real > 0 or ``math.inf``.
+        squared: Square each norm (``p=2, squared=True`` is the sum of squares, Keras' L2).
+
+    Returns:
+        A 0-d tensor (a float zero for an empty sequence).
+
+    Example:
+        >>> lp_norm([torch.tensor([3.0, -4.0]), torch.tensor([[1.0, 0.0], [0.0, -1.0]])], p=1)
+        tensor(9.)
+        >>> lp_norm(torch.tensor([3.0, -4.0]), p=2, squared=True)
+        tensor(25.)
+    """
+    tensors, p, squared = _check(tensors, p, squared)
+    if not tensors:
+        return torch.zeros(())
+    norms = []
+    for group in group_by_device_and_dtype(tensors):
+        group_norms = torch._foreach_norm([tensors[i] for i in group], ord=p)
+        norms.extend(torch._foreach_mul(group_norms, group_norms) if squared else group_norms)
+    return sum_scalars(norms)
+
+
+def lp_norm_add_grad_(
+    grads: List[Tensor], tensors: Tensors, p: float = 1.0, *, squared: bool = False, alpha: float = 1.0
+) -> None:
+    r"""Add ``alpha`` times the gradient of :func:`lp_norm` to ``grads``, in place, without autograd.
+
+    .. math::
+        \frac{\partial \lVert W \rVert_p}{\partial W} =
+        \operatorname{sign}(W) \circ \frac{|W|^{p-1}}{\lVert W \rVert_p^{p-1}}, \qquad
+        \frac{\partial \lVert W \rVert_p^2}{\partial W} = 2 \lVert W \rVert_p
+        \frac{\partial \lVert W \rVert_p}{\partial W}
+
+    Where the norm is not differentiable the subgradient taken is autograd's: 0 at zero entries for every
+    ``p`` (for ``p = 1`` that is ``sign(0) = 0``, the minimum-norm subgradient), 0 for an all-zero tensor,
+    and for ``p = inf`` the unit subgradient shared equally among the entries that tie for the maximum.
+
+    The common cases are one or two multi-tensor kernels per (device, dtype) group: ``p=2, squared`` adds
+    ``2·alpha·W`` (exactly weight decay), ``p=1`` adds ``alpha·sign(W)``, ``p=2`` adds ``alpha·W/‖W‖``.
+
+    Args:
+        grads: One tensor per input tensor, same shapes, updated in place (usually the ``.grad`` fields).
+        tensors: The tensors the norm is taken of.
+        p: Order of the norm, as in :func:`lp_norm`.
+        squared: As in :func:`lp_norm`.
+        alpha: Scale of the added gradient (the penalty weight).
+
+    Example:
+        >>> w = torch.tensor([3.0, -4.0]); g = torch.zeros(2)
+        >>> lp_norm_add_grad_([g], [w], p=2, alpha=10.0); g
+        tensor([ 6., -8.])
+    """
+    tensors, p, squared = _check(tensors, p, squared)
+    if len(grads) != len(tensors):
+        raise ValueError(f"grads must hold one tensor per tensor: {len(tensors)} tensors, {len(grads)} grads")
+    with torch.no_grad():
+        for group in group_by_device_and_dtype(tensors):
+            ts = [tensors[i] for i in group]
+            gs = [grads[i] for i in group]
+            if p == 2 and squared:
+                torch._foreach_add_(gs, ts, alpha=2 * alpha)
+                continue
+            if p == 1 and not squared:
+                torch._foreach_add_(gs, torch._foreach_sign(ts), alpha=alpha)
+                continue
+            norms = torch._foreach_norm(ts, ord=p)
+            if p == 1:
+                directions = torch._foreach_sign(ts)
+            elif p == 2:
+                # Clamping the divisor only matters for an all-zero tensor, whose gradient is then 0.
+                directions = torch._foreach_div(ts, torch._foreach_clamp_min(norms, torch.finfo(ts[0].dtype).tiny))
+            else:
+                directions = [_direction(t, n, p) for t, n in zip(ts, norms)]
+            if squared:
+                torch._foreach_mul_(directions, torch._foreach_mul(norms, 2.0))
+            torch._foreach_add_(gs, directions, alpha=alpha)
+
+
+def _direction(tensor: Tensor, norm: Tensor, p: float) -> Tensor:
+    """∂‖W‖_p/∂W for p ∉ {1, 2}, with autograd's choices where it is not differentiable."""
+    if math.isinf(p):
+        at_max = (tensor.abs() == norm) & (norm > 0)
+        return tensor.sign() * at_max / at_max.sum().clamp_min(1)
+    magnitude = torch.where(tensor == 0, torch.zeros_like(tensor), tensor.abs().pow(p - 1))
+    scale = torch.where(norm > 0, norm.pow(1 - p), torch.zeros_like(norm))
+    return tensor.sign() * magnitude * scale
+
+
+def lp_norm_grad(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> List[Tensor]:
+    """The gradient of :func:`lp_norm` with respect to each tensor, in closed form (see
+    :func:`lp_norm_add_grad_` for the formula and the subgradients chosen).
+
+    Example:
+        >>> lp_norm_grad([torch.tensor([0.5, 0.0, -2.0])], p=1)
+        [tensor([ 1.,  0., -1.])]
+    """
+    tensors = as_tensor_list("tensors", tensors)
+    grads = [torch.zeros_like(t) for t in tensors]
+    lp_norm_add_grad_(grads, tensors, p, squared=squared)
+    return grads

@@ -1,0 +1,100 @@
+"""One registry of every regularization class with sample constructions (like torch's ModuleInfo).
+
+Each entry builds a fresh regularization in a given dtype and says how to compute its unweighted value
+through :mod:`neuroreg.functional` directly. The generic tests in ``test_base.py`` run over all of it; a new
+class adds its entries here, in its section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+import neuroreg as nr
+from neuroreg import functional as F
+
+Built = Tuple[nr.BaseRegularization, Tuple[Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class RegularizationInfo:
+    """A sample construction of a regularization class.
+
+    Attributes:
+        id: Test id.
+        build: ``build(dtype, seed)`` -> ``(regularization, call_args)``; the same seed gives the same
+            parameters, references and inputs.
+        reference: ``reference(regularization, call_args)`` -> the unweighted value through the functional API.
+        nonnegative: Whether the penalty is >= 0 everywhere.
+    """
+
+    id: str
+    build: Callable[[torch.dtype, int], Built]
+    reference: Callable[[nr.BaseRegularization, Tuple[Tensor, ...]], Tensor]
+    nonnegative: bool = True
+
+
+def make_params(*shapes: Tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0) -> List[nn.Parameter]:
+    """Standard-normal Parameters of the given shapes, drawn in float64 then cast (same values in all dtypes)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [nn.Parameter(torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)) for shape in shapes]
+
+
+def held(reg: nr.BaseRegularization) -> List[Tensor]:
+    return list(reg.regularized_parameters())
+
+
+SHAPES = ((4, 3), (5,), (2, 3, 2, 2))
+
+REGISTRY: List[RegularizationInfo] = [
+    # --- norms ---------------------------------------------------------------------------------------------
+    RegularizationInfo(
+        "L1",
+        lambda dtype, seed: (nr.L1(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.3), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=1),
+    ),
+    RegularizationInfo(
+        "L2",
+        lambda dtype, seed: (nr.L2(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.7), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=2),
+    ),
+    RegularizationInfo(
+        "L2-squared",
+        lambda dtype, seed: (nr.L2(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.7, squared=True), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=2, squared=True),
+    ),
+    RegularizationInfo(
+        "Lp-1.5",
+        lambda dtype, seed: (nr.Lp(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=2.0, p=1.5), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=1.5),
+    ),
+    RegularizationInfo(
+        "Lp-3-squared",
+        lambda dtype, seed: (nr.Lp(make_params(*SHAPES, dtype=dtype, seed=seed), p=3, squared=True), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=3, squared=True),
+    ),
+    RegularizationInfo(
+        "Lp-inf",
+        lambda dtype, seed: (nr.Lp(make_params(*SHAPES, dtype=dtype, seed=seed), p=float("inf")), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=float("inf")),
+    ),
+    RegularizationInfo(
+        "RegularizationList",
+        lambda dtype, seed: (
+            nr.RegularizationList(
+                [
+                    nr.L1(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.5),
+                    nr.RegularizationList([nr.L2(make_params((3, 3), dtype=dtype, seed=seed + 1), Lambda=2.0)]),
+                ],
+                Lambda=1.5,
+            ),
+            (),
+        ),
+        lambda reg, args: 0.5 * F.lp_norm(held(reg[0]), p=1) + 2.0 * F.lp_norm(held(reg[1][0]), p=2),
+    ),
+    # --- connectome ----------------------------------------------------------------------------------------
+    # --- losses --------------------------------------------------------------------------------------------
+]

@@ -1,0 +1,336 @@
+"""BaseRegularization and RegularizationList: the generic tests over every registered class, then the
+base class's own behaviour (parameter selection, Lambda, state, names, lists, bad input)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import neuroreg as nr
+from neuroreg.functional import lp_norm
+from tests.registry import REGISTRY, RegularizationInfo, make_params
+
+ids = [info.id for info in REGISTRY]
+
+
+def differentiable_inputs(reg: nr.BaseRegularization, args: tuple) -> list:
+    return [*reg.params, *[a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]]
+
+
+def call_with(reg: nr.BaseRegularization, args: tuple, inputs: list) -> torch.Tensor:
+    """Call ``reg`` with its parameters and floating inputs replaced by ``inputs`` (for gradcheck)."""
+    n = len(reg.params)
+    replaced = {f"params.{i}": t for i, t in enumerate(inputs[:n])}
+    rest = iter(inputs[n:])
+    new_args = tuple(next(rest) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    if isinstance(reg, nr.RegularizationList):
+        return reg(*new_args)  # members hold their own parameters; gradcheck then runs through them
+    return torch.func.functional_call(reg, replaced, new_args)
+
+
+# --- generic tests over the registry ---------------------------------------------------------------------
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_value_is_lambda_times_functional(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float64, 0)
+    value = reg(*args)
+    assert value.dim() == 0 and value.dtype == torch.float64
+    torch.testing.assert_close(value, reg.Lambda * info.reference(reg, args))
+
+
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_gradcheck_float64(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float64, 0)
+    if isinstance(reg, nr.RegularizationList):
+        # A list's parameters live in its members; check the gradient it leaves in them instead.
+        reg().backward()
+        for member_param in reg.params:
+            assert member_param.grad is not None and torch.isfinite(member_param.grad).all()
+        return
+    inputs = [t.detach().clone().requires_grad_(True) for t in differentiable_inputs(reg, args)]
+    assert torch.autograd.gradcheck(lambda *ts: call_with(reg, args, list(ts)), inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_low_precision_dtypes(info: RegularizationInfo, dtype: torch.dtype) -> None:
+    reg, args = info.build(dtype, 0)
+    exact_reg, exact_args = info.build(torch.float64, 0)
+    value = reg(*args)
+    assert value.dtype == dtype and torch.isfinite(value)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(value.double(), exact_reg(*exact_args), rtol=tolerance, atol=tolerance)
+    value.backward()
+    for param in reg.regularized_parameters():
+        assert param.grad is not None and param.grad.dtype == dtype and torch.isfinite(param.grad).all()
+
+
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_state_dict_round_trip(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float64, 0)
+    reg.Lambda = 0.25
+    state = reg.state_dict()
+    param_storages = {p.untyped_storage().data_ptr() for p in reg.params}
+    assert not any(t.untyped_storage().data_ptr() in param_storages for t in state.values()), "holds parameters"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    restored_state = torch.load(buffer, weights_only=True)
+    clone, clone_args = info.build(torch.float64, 0)
+    clone.load_state_dict(restored_state)
+    assert clone.Lambda == 0.25
+    torch.testing.assert_close(clone(*clone_args), reg(*args))
+
+
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_to_moves_buffers_not_model_parameters(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float32, 0)
+    reg.Lambda = 0.1
+    before = [(p, p.dtype) for p in reg.params]
+    reg.to(torch.float64)
+    assert [(p, p.dtype) for p in reg.params] == before
+    assert reg.Lambda == 0.1 and reg._lambda.dtype == torch.float64
+    for name, buffer in reg.named_buffers():
+        if buffer.is_floating_point() and not name.endswith("_lambda"):
+            assert buffer.dtype == torch.float64, name
+    reg.to(torch.float32)
+    assert torch.isfinite(reg(*args))
+
+
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_member_of_a_list(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float64, 0)
+    other = nr.L2(make_params((3, 3), seed=7), Lambda=0.5)
+    regs = nr.RegularizationList([reg, other])
+    torch.testing.assert_close(regs(*args), reg(*args) + other(*args))
+    assert set(regs.last_values()) >= {other.name}
+    assert all(any(p is q for q in regs.params) for p in reg.params)
+
+
+@pytest.mark.parametrize("info", [i for i in REGISTRY if i.build(torch.float64, 0)[0].closed_form_grad], ids=lambda i: i.id)
+def test_closed_form_grad_equals_autograd(info: RegularizationInfo) -> None:
+    reg, args = info.build(torch.float64, 0)
+    reg(*args).backward()
+    expected = [p.grad.clone() for p in reg.regularized_parameters()]
+    task_grads = [torch.randn_like(p) for p in reg.regularized_parameters()]
+    for p, g in zip(reg.regularized_parameters(), task_grads):
+        p.grad = g.clone()
+    reg.accumulate_grad()
+    for p, g, e in zip(reg.regularized_parameters(), task_grads, expected):
+        torch.testing.assert_close(p.grad, g + e)
+
+
+@settings(max_examples=20, deadline=None)
+@given(index=st.integers(0, len(REGISTRY) - 1), seed=st.integers(0, 2**16), Lambda=st.floats(0, 10))
+def test_properties_nonnegative_and_linear_in_lambda(index: int, seed: int, Lambda: float) -> None:
+    info = REGISTRY[index]
+    reg, args = info.build(torch.float64, seed)
+    reg.Lambda = 1.0
+    unit = reg(*args).detach()
+    reg.Lambda = Lambda
+    torch.testing.assert_close(reg(*args).detach(), Lambda * unit)
+    if info.nonnegative:
+        assert unit >= 0
+
+
+# --- parameter selection ------------------------------------------------------------------------------------
+class TwoLayers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(3, 4)
+        self.decoder = nn.Linear(4, 2)
+
+
+def test_module_dict_and_iterable_params_are_the_users_own_objects() -> None:
+    model = TwoLayers()
+    reg = nr.L2(model)
+    assert reg.param_names == ["encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"]
+    assert all(a is b for a, b in zip(reg.params, model.parameters()))
+    by_dict = nr.L2(dict(model.named_parameters()), include="encoder.*")
+    assert by_dict.param_names == ["encoder.weight", "encoder.bias"]
+    by_list = nr.L2(list(model.parameters()))
+    assert by_list.param_names == ["0", "1", "2", "3"]
+    single = nr.L2(model.encoder.weight)
+    assert single.params[0] is model.encoder.weight
+
+
+def test_include_exclude_patterns_and_dedup() -> None:
+    model = TwoLayers()
+    assert nr.L1(model, exclude="*.bias").param_names == ["encoder.weight", "decoder.weight"]
+    assert nr.L1(model, include=["decoder.*"], exclude="*.weight").param_names == ["decoder.bias"]
+    w = model.encoder.weight
+    assert len(nr.L1([w, w, model.decoder.weight]).params) == 2
+
+
+def test_gradients_reach_the_model() -> None:
+    model = TwoLayers()
+    nr.L1(model, exclude="*.bias")().backward()
+    torch.testing.assert_close(model.encoder.weight.grad, model.encoder.weight.detach().sign())
+    assert model.encoder.bias.grad is None
+
+
+def test_state_dict_never_holds_model_weights_and_loading_cannot_overwrite_them() -> None:
+    model = TwoLayers()
+    reg = nr.L2(model, Lambda=0.5)
+    assert set(reg.state_dict()) == {"_lambda"}
+    weights = model.encoder.weight.detach().clone()
+    reg.load_state_dict({"_lambda": torch.tensor(2.0, dtype=torch.float64)})
+    assert reg.Lambda == 2.0
+    torch.testing.assert_close(model.encoder.weight.detach(), weights)
+
+
+# --- values on hand formulas ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(7,), (4, 5), (2, 3, 4, 5)])
+@pytest.mark.parametrize("p", [0.5, 1, 2, 3, math.inf])
+def test_lp_entrywise_hand_formula(shape: tuple, p: float) -> None:
+    (w,) = make_params(shape)
+    expected = w.detach().abs().max() if math.isinf(p) else (w.detach().abs() ** p).sum() ** (1 / p)
+    torch.testing.assert_close(nr.Lp([w], p=p)(), expected)
+    torch.testing.assert_close(nr.Lp([w], p=p, squared=True)(), expected**2)
+
+
+def test_lp_skips_frozen_and_0d_parameters() -> None:
+    w, b = make_params((3, 3), (3,))
+    scalar = nn.Parameter(torch.tensor(5.0, dtype=torch.float64))
+    b.requires_grad_(False)
+    reg = nr.L1([w, b, scalar])
+    torch.testing.assert_close(reg(), w.detach().abs().sum())
+    assert reg.regularized_parameters() == [w]
+
+
+def test_l2_is_not_the_spectral_norm() -> None:
+    w = nn.Parameter(torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
+    assert float(nr.L2([w])()) == 5.0  # torch.linalg.norm(w, 2) would be 4 (NeuroTorch's value)
+    assert float(nr.L1([w])()) == 7.0  # torch.linalg.norm(w, 1) would be 4
+
+
+@pytest.mark.parametrize(
+    "reg",
+    [
+        lambda: nr.L2([]),
+        lambda: nr.L1([nn.Parameter(torch.ones(3), requires_grad=False)]),
+        lambda: nr.L1([nn.Parameter(torch.tensor(1.0))]),
+        lambda: nr.RegularizationList(),
+    ],
+)
+def test_nothing_to_regularize_gives_a_floating_zero_that_backpropagates(reg) -> None:
+    value = reg()()
+    assert isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point()
+    assert float(value) == 0.0
+    value.backward()
+
+
+# --- Lambda ---------------------------------------------------------------------------------------------
+def test_lambda_is_read_write_and_in_state_dict() -> None:
+    (w,) = make_params((3,))
+    reg = nr.L1([w], Lambda=0.1)
+    assert reg.Lambda == 0.1
+    reg.Lambda = 3
+    assert reg.Lambda == 3.0 and isinstance(reg.Lambda, float)
+    torch.testing.assert_close(reg(), 3 * w.detach().abs().sum())
+    assert float(reg.state_dict()["_lambda"]) == 3.0
+
+
+# --- names and logging ----------------------------------------------------------------------------------
+def test_names_are_unique_per_instance_unless_given() -> None:
+    (w,) = make_params((3,))
+    first, second = nr.L2([w]), nr.L2([w])
+    assert first.name != second.name
+    assert nr.L2([w], name="decay").name == "decay"
+
+
+def test_list_sums_nests_dedups_and_reports_members() -> None:
+    w1, w2 = make_params((3, 3), (4,))
+    l1 = nr.L1([w1], Lambda=0.5, name="l1")
+    l2 = nr.L2([w1, w2], Lambda=2.0, name="l2")
+    inner = nr.RegularizationList([l2], name="inner")
+    regs = nr.RegularizationList([l1], name="outer")
+    regs.append(inner)
+    assert len(regs) == 2 and regs[0] is l1 and list(regs) == [l1, inner]
+    assert len(regs.params) == 2 and regs.params[0] is w1 and regs.params[1] is w2
+    expected = 0.5 * w1.detach().abs().sum() + 2.0 * (w1.detach().norm() + w2.detach().norm())
+    torch.testing.assert_close(regs(), expected)
+    values = regs.last_values()
+    assert set(values) == {"l1", "l2"}
+    assert values["l1"] == pytest.approx(float(0.5 * w1.detach().abs().sum()))
+    assert regs.last_values("raw")["l2"] == pytest.approx(float(w1.detach().norm() + w2.detach().norm()))
+    assert regs.on_pbar_update(None) == values
+    assert set(regs.state_dict()) == {"_lambda", "regularizations.0._lambda", "regularizations.1._lambda",
+                                      "regularizations.1.regularizations.0._lambda"}
+    regs.double()
+    regs.train(False)
+    assert not l2.training
+
+
+def test_list_accumulate_grad_scales_members_by_the_list_lambda() -> None:
+    (w,) = make_params((4, 4))
+    regs = nr.RegularizationList([nr.L1([w], Lambda=0.5), nr.L2([w], Lambda=2.0, squared=True)], Lambda=3.0)
+    regs().backward()
+    expected = w.grad.clone()
+    w.grad = None
+    regs.accumulate_grad()
+    torch.testing.assert_close(w.grad, expected)
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda w: nr.Lp([w], p=0), ValueError, r"p must be in \(0, inf\], got 0"),
+        (lambda w: nr.Lp([w], p=-1), ValueError, "p must be"),
+        (lambda w: nr.Lp([w], p="2"), TypeError, "p must be a real number, got '2'"),
+        (lambda w: nr.Lp([w], p=float("nan")), ValueError, "p must be a finite real number"),
+        (lambda w: nr.L1([w], Lambda=float("nan")), ValueError, "Lambda must be a finite real number, got nan"),
+        (lambda w: nr.L1([w], Lambda=-1.0), ValueError, r"Lambda must be in \[0, inf\], got -1.0"),
+        (lambda w: nr.L1([w], Lambda=True), TypeError, "Lambda must be a real number, got True"),
+        (lambda w: nr.L1(42), TypeError, "params must be .* got 42"),
+        (lambda w: nr.L1([w, "weight"]), TypeError, r"params\['1'\] must be a torch.nn.Parameter"),
+        (lambda w: nr.L1([w.detach()]), TypeError, "not an nn.Parameter"),
+        (lambda w: nr.L1({1: w}), TypeError, "params keys must be parameter names"),
+        (lambda w: nr.L1([w], include="*.weight"), ValueError, "include/exclude select parameters by name"),
+        (lambda w: nr.L1(nn.Linear(2, 2), exclude=3), TypeError, "exclude must be a glob pattern"),
+        (lambda w: nr.L2([w], squared=1), TypeError, "squared must be a bool, got 1"),
+        (lambda w: nr.L1([w], optimizer="sgd"), TypeError, "optimizer must be a torch.optim.Optimizer"),
+        (lambda w: nr.L1([w], priority=1.5), TypeError, "priority must be an integer, got 1.5"),
+        (lambda w: nr.L1([w], name=""), TypeError, "name must be a non-empty str"),
+        (lambda w: nr.L1([w], unknown=1), TypeError, "unknown"),
+        (lambda w: nr.RegularizationList([nr.L1([w]), "l2"]), TypeError, r"regularizations\[1\] must be a neuroreg"),
+        (lambda w: nr.RegularizationList(nr.L1([w])), TypeError, "must be an iterable of regularizations"),
+        (lambda w: nr.RegularizationList([nr.L1([w], name="a"), nr.L2([w], name="a")]), ValueError, "named 'a'"),
+    ],
+)
+def test_bad_input_is_a_clear_error(build, error, match) -> None:
+    (w,) = make_params((3,))
+    with pytest.raises(error, match=match):
+        build(w)
+
+
+def test_bad_lambda_assignment_changes_nothing() -> None:
+    (w,) = make_params((3,))
+    reg = nr.L1([w], Lambda=0.5)
+    with pytest.raises(ValueError, match="Lambda"):
+        reg.Lambda = float("inf")
+    assert reg.Lambda == 0.5 and float(reg._lambda) == 0.5
+
+
+def test_list_append_refuses_non_members_and_cycles() -> None:
+    (w,) = make_params((3,))
+    regs = nr.RegularizationList([nr.L1([w])])
+    with pytest.raises(TypeError, match="regularization must be a neuroreg regularization, got 3"):
+        regs.append(3)
+    outer = nr.RegularizationList([regs])
+    with pytest.raises(ValueError, match="a list it contains"):
+        regs.append(outer)
+    assert len(regs) == 1
+
+
+def test_functional_rejects_non_tensors() -> None:
+    with pytest.raises(TypeError, match=r"tensors\[0\] must be a tensor"):
+        lp_norm([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="floating-point"):
+        lp_norm([torch.tensor([1, 2])])
