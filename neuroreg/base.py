@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from neuroreg._validation import check_names, check_real, collect_parameters
 from neuroreg.callbacks import BaseCallback
-from neuroreg.functional._multi_tensor import group_by_device_and_dtype
 
 __all__ = ["BaseRegularization", "RegularizationList"]
 
@@ -147,6 +146,15 @@ class BaseRegularization(nn.Module, BaseCallback):
         self._last_raw, self._last_weighted = raw.detach(), weighted.detach()
         return weighted
 
+    def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor]) -> None:
+        """Register one buffer per held parameter, named ``{prefix}_{index}`` (in state_dict, moved by .to())."""
+        for index, tensor in enumerate(tensors):
+            self.register_buffer(f"{prefix}_{index}", tensor)
+
+    def _buffer_list(self, prefix: str) -> List[Tensor]:
+        """The buffers registered by :meth:`_register_buffer_list`, in parameter order."""
+        return [self._buffers[f"{prefix}_{index}"] for index in range(len(self.params))]
+
     def regularized_parameters(self) -> List[nn.Parameter]:
         """The held parameters that the penalty acts on now (frozen ones are skipped)."""
         return [p for p in self.params if p.requires_grad]
@@ -160,7 +168,11 @@ class BaseRegularization(nn.Module, BaseCallback):
 
     # --- joint mode: the penalty's gradient added to the task's -------------------------------------------
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        """Add ``alpha * ∂forward()/∂p`` to ``grads`` in place, for a class with a closed-form gradient."""
+        """Add ``alpha * ∂forward()/∂p`` to ``grads`` in place, for a class with a closed-form gradient.
+
+        ``params`` is :meth:`regularized_parameters` (in order), ``grads`` their ``.grad`` tensors. The
+        functional it calls groups the tensors by device and dtype for the multi-tensor kernels.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
 
     def accumulate_grad(self, *, with_value: bool = False) -> None:
@@ -190,9 +202,7 @@ class BaseRegularization(nn.Module, BaseCallback):
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
             if params and alpha != 0:
-                for group in group_by_device_and_dtype(params):
-                    members = [params[i] for i in group]
-                    self._add_penalty_grad_(members, [p.grad for p in members], alpha)
+                self._add_penalty_grad_(params, [p.grad for p in params], alpha)
             if with_value:
                 self()
 
