@@ -1,6 +1,6 @@
 """neuroreg: PyTorch regularizations for neural-network models of the brain."""
 
-from neuroreg import callbacks, functional
+from neuroreg import callbacks, functional, schedules
 from neuroreg.base import BaseRegularization, RegularizationList
 from neuroreg.norms import L1, L2, Lp
 
@@ -14,4 +14,5 @@ __all__ = [
     "RegularizationList",
     "callbacks",
     "functional",
+    "schedules",
 ]

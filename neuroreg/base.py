@@ -3,8 +3,9 @@ RegularizationList, their sum."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import Any, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,7 @@ from neuroreg.callbacks import BaseCallback
 
 __all__ = ["BaseRegularization", "RegularizationList"]
 
+LambdaLike = Union[float, Callable[[int], float]]
 ParamsLike = Union[nn.Module, Dict[str, nn.Parameter], Iterable[nn.Parameter], nn.Parameter, None]
 
 
@@ -50,10 +52,12 @@ class BaseRegularization(nn.Module, BaseCallback):
             iterable of Parameters, a single Parameter, or ``None`` (a loss computed on call-time inputs).
             The model's own Parameter objects are held (gradients reach the model) in :attr:`params`, and
             their names in :attr:`param_names`.
-        Lambda: Weight of the penalty, a finite real >= 0. Readable and settable at any time; it is a
-            buffer, so it is in ``state_dict()``.
+        Lambda: Weight of the penalty: a finite real >= 0, or a schedule ``step -> float`` (see
+            :mod:`neuroreg.schedules`) advanced by :meth:`step`. Readable and settable at any time; it is a
+            buffer, so it is in ``state_dict()`` with the schedule's position.
         optimizer: If given, the regularization takes its own optimizer step as a callback (separate-step
-            mode); else its gradient joins the task loss's (joint mode).
+            mode, :meth:`separate_step`); else, as a callback, its gradient joins the task loss's before the
+            task optimizer steps (joint mode). See :attr:`mode`.
         name: Unique name used in logs and checkpoints (default: class name and a counter).
         include: Glob pattern(s) on parameter names: keep only matching parameters (module or dict only).
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
@@ -88,7 +92,8 @@ class BaseRegularization(nn.Module, BaseCallback):
         save_state: bool = True,
         load_state: Optional[bool] = None,
     ) -> None:
-        weight = check_real("Lambda", Lambda, low=0)
+        schedule = Lambda if callable(Lambda) else None
+        weight = self._check_lambda(Lambda, schedule, 0)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
         names, parameters = collect_parameters(
@@ -99,22 +104,57 @@ class BaseRegularization(nn.Module, BaseCallback):
         self.params = _HeldParameters(parameters)
         self.param_names: List[str] = names
         self.optimizer = optimizer
+        self.schedule: Optional[Callable[[int], float]] = schedule
         # Lambda lives in a float64 buffer (exact for any Python float, in state_dict, and a tensor input to
-        # a compiled forward, so changing it does not recompile); the float mirror serves the host side.
+        # a compiled forward, so changing it does not recompile); the float mirror serves the host side, so
+        # reading Lambda never syncs with a GPU. Likewise the schedule's position.
         self.register_buffer("_lambda", torch.tensor(weight, dtype=torch.float64))
+        self.register_buffer("_step", torch.tensor(0, dtype=torch.int64))
         self._lambda_value = weight
+        self._step_value = 0
         self._last_raw: Optional[Tensor] = None
         self._last_weighted: Optional[Tensor] = None
+        self._value_stale = False
+        self._grad_hooks: List[Any] = []
+        self._pending_grads: Dict[int, Tensor] = {}
 
-    # --- Lambda ------------------------------------------------------------------------------------------
+    # --- Lambda and its schedule -------------------------------------------------------------------------
+    @staticmethod
+    def _check_lambda(Lambda: Any, schedule: Optional[Callable[[int], float]], step: int) -> float:
+        if schedule is None:
+            return check_real("Lambda", Lambda, low=0)
+        return check_real(f"Lambda (the value of schedule {schedule!r} at step {step})", schedule(step), low=0)
+
     @property
     def Lambda(self) -> float:
-        """The weight of the penalty."""
+        """The weight of the penalty now. Assign a number to fix it (dropping any schedule), or a
+        schedule to follow it from the current step."""
         return self._lambda_value
 
     @Lambda.setter
-    def Lambda(self, value: float) -> None:
-        self._set_lambda(check_real("Lambda", value, low=0))
+    def Lambda(self, value: LambdaLike) -> None:
+        schedule = value if callable(value) else None
+        weight = self._check_lambda(value, schedule, self._step_value)
+        self.schedule = schedule
+        self._set_lambda(weight)
+
+    @property
+    def global_step(self) -> int:
+        """How many times :meth:`step` was called: the schedule's position."""
+        return self._step_value
+
+    def step(self) -> None:
+        """Advance the Lambda schedule by one optimizer step.
+
+        The trainer callbacks call it once per optimizer step on training batches; call it yourself after
+        ``optimizer.step()`` in a plain loop. Without a schedule it only counts.
+        """
+        step = self._step_value + 1
+        if self.schedule is not None:
+            self._set_lambda(self._check_lambda(None, self.schedule, step))
+        with torch.no_grad():
+            self._step.fill_(step)
+        self._step_value = step
 
     def _set_lambda(self, value: float) -> None:
         with torch.no_grad():
@@ -124,6 +164,7 @@ class BaseRegularization(nn.Module, BaseCallback):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._lambda_value = float(self._lambda)
+        self._step_value = int(self._step)
 
     def _apply(self, fn: Any, recurse: bool = True) -> BaseRegularization:
         # Lambda follows the regularization's device but keeps float64: `.to(torch.bfloat16)` must not
@@ -144,6 +185,7 @@ class BaseRegularization(nn.Module, BaseCallback):
         raw = super().__call__(*args, **kwargs)
         weighted = raw * self._lambda.to(device=raw.device, dtype=raw.dtype)
         self._last_raw, self._last_weighted = raw.detach(), weighted.detach()
+        self._value_stale = False
         return weighted
 
     def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor]) -> None:
@@ -180,11 +222,13 @@ class BaseRegularization(nn.Module, BaseCallback):
 
         Call it between the task loss's ``backward()`` and the optimizer's ``step()``: the update is then
         exactly that of minimizing ``task_loss + reg()``. Classes with a closed-form gradient do this with
-        multi-tensor kernels and no autograd graph; the others fall back to ``reg().backward()``.
+        multi-tensor kernels and no autograd graph; the others fall back to ``reg().backward()``. Under
+        DistributedDataParallel call it after ``backward()`` (the task gradients are then all-reduced, and
+        every replica adds the same penalty gradient to the same parameters).
 
         Args:
-            with_value: Also compute the penalty's value for :meth:`last_values` (the closed-form path does
-                not need it otherwise).
+            with_value: Also compute the penalty's value now, for :meth:`last_values`. Otherwise the
+                closed-form path leaves it to be computed when it is logged.
         """
         self._accumulate_grad(1.0, with_value)
 
@@ -205,18 +249,120 @@ class BaseRegularization(nn.Module, BaseCallback):
                 self._add_penalty_grad_(params, [p.grad for p in params], alpha)
             if with_value:
                 self()
+            else:
+                self._value_stale = True
+
+    def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
+        """``scale * Lambda * ∂penalty/∂p`` for each regularized parameter, keyed by ``id(p)``."""
+        params = self.regularized_parameters()
+        if not params:
+            return {}
+        if self.closed_form_grad:
+            grads = [torch.zeros_like(p) for p in params]
+            with torch.no_grad():
+                self._add_penalty_grad_(params, grads, scale * self._lambda_value)
+            self._value_stale = True
+        else:
+            with torch.enable_grad():
+                penalty = self() * scale
+            grads = torch.autograd.grad(penalty, params, allow_unused=True)
+        return {id(p): g for p, g in zip(params, grads) if g is not None}
+
+    # --- the callback: joint and separate-step modes -------------------------------------------------------
+    @property
+    def mode(self) -> Literal["joint", "separate"]:
+        """``"joint"`` without an optimizer: as a callback, ``Lambda * ∂penalty/∂p`` is added to the task
+        gradient before the task optimizer steps (the update of minimizing ``task_loss + penalty``).
+        ``"separate"`` with one: after the task step, the regularization takes its own optimizer step on
+        the penalty alone (NeuroTorch's semantics), leaving every other gradient as it was."""
+        return "joint" if self.optimizer is None else "separate"
+
+    def start(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Joint mode: attach a gradient hook to each regularized parameter.
+
+        NeuroTorch's learning algorithm does ``zero_grad``, ``backward`` and ``step`` inside one hook, so
+        the only point where the penalty's gradient can still join the task's is the backward pass itself:
+        the penalty gradient is computed in :meth:`on_optimization_begin` (which runs first, at priority 10)
+        and each parameter's hook adds it to the gradient flowing into that parameter, once.
+        """
+        if self.mode == "joint":
+            self._remove_grad_hooks()
+            self._grad_hooks = [
+                p.register_hook(functools.partial(self._add_pending_grad, id(p))) for p in self.regularized_parameters()
+            ]
+
+    def close(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Remove the gradient hooks attached by :meth:`start`."""
+        self._remove_grad_hooks()
+
+    def _remove_grad_hooks(self) -> None:
+        for handle in self._grad_hooks:
+            handle.remove()
+        self._grad_hooks = []
+        self._pending_grads = {}
+
+    def _add_pending_grad(self, key: int, grad: Tensor) -> Tensor:
+        pending = self._pending_grads.pop(key, None)
+        return grad if pending is None else grad + pending
+
+    def on_optimization_begin(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Joint mode: compute the penalty gradient that the hooks add during the task's backward."""
+        if self._grad_hooks:
+            self._pending_grads = self._penalty_grads(1.0)
+
+    def on_optimization_end(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Separate mode: take the regularization's own step. Both modes: advance the Lambda schedule."""
+        # A parameter that took no part in the task's backward never fired its hook: drop its gradient
+        # rather than let it leak into the next step.
+        self._pending_grads = {}
+        if self.mode == "separate":
+            self.separate_step()
+        self.step()
+
+    def separate_step(self) -> Tensor:
+        """Take one step of the regularization's own optimizer on the penalty alone: zero the gradients,
+        backpropagate ``Lambda * penalty``, step, then restore every gradient as it was (so the task
+        optimizer's gradients are undisturbed). Returns the detached weighted penalty."""
+        if self.optimizer is None:
+            raise RuntimeError(f"{self.name} has no optimizer: separate_step() needs one (see `mode`)")
+        params = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
+        params.update((id(p), p) for p in self.regularized_parameters())
+        saved = {key: p.grad for key, p in params.items()}
+        try:
+            for param in params.values():
+                param.grad = None
+            with torch.enable_grad():
+                penalty = self()
+            if penalty.requires_grad:
+                penalty.backward()
+            self.optimizer.step()
+        finally:
+            for key, param in params.items():
+                param.grad = saved[key]
+        return penalty.detach()
 
     # --- logging -----------------------------------------------------------------------------------------
-    def last_values(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, float]:
-        """The penalty computed by the last call, by name: ``{name: value}`` (empty before any call).
+    def last_tensors(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, Tensor]:
+        """The penalty of the last call, by name, as detached 0-d tensors (no host sync: what a logger that
+        accepts tensors, such as Lightning's ``log``, should be given). Empty before any call.
+
+        In joint mode with a closed-form gradient the step itself needs no value; it is computed here, when
+        asked for, rather than at every step.
 
         Args:
             kind: ``"weighted"`` for ``Lambda * penalty``, ``"raw"`` for the penalty alone.
         """
         if kind not in ("weighted", "raw"):
             raise ValueError(f"kind must be 'weighted' or 'raw', got {kind!r}")
+        if self._value_stale:
+            with torch.no_grad():
+                self()
         last = self._last_weighted if kind == "weighted" else self._last_raw
-        return {} if last is None else {self.name: float(last)}
+        return {} if last is None else {self.name: last}
+
+    def last_values(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, float]:
+        """:meth:`last_tensors` as Python floats (one host sync per value), for printing and progress bars."""
+        return {name: float(value) for name, value in self.last_tensors(kind).items()}
 
     def _leaf_names(self) -> List[str]:
         """Names of the regularizations nested inside this one (none for a single penalty)."""
@@ -253,6 +399,9 @@ class RegularizationList(BaseRegularization):
     Members are registered submodules (``.to()``, ``state_dict()`` and ``train()`` reach them) and may be
     RegularizationLists themselves. :attr:`params` is the union of the members' parameters, without
     duplicates. After a call, :meth:`last_values` gives each member's value by name.
+
+    As a callback the list acts for all its members, in its own :attr:`mode`: members' own optimizers are
+    not used inside a list (give the list an optimizer for a separate step on the summed penalty).
 
     Args:
         regularizations: The members.
@@ -292,7 +441,8 @@ class RegularizationList(BaseRegularization):
     @staticmethod
     def _check_member(label: str, member: Any) -> None:
         if not isinstance(member, BaseRegularization):
-            raise TypeError(f"{label} must be a neuroreg regularization, got {member!r} of type {type(member).__name__}")
+            kind = type(member).__name__
+            raise TypeError(f"{label} must be a neuroreg regularization, got {member!r} of type {kind}")
 
     @staticmethod
     def _check_unique_names(members: Sequence[BaseRegularization]) -> None:
@@ -350,9 +500,22 @@ class RegularizationList(BaseRegularization):
         for member in self.regularizations:
             member._accumulate_grad(scale * self._lambda_value, with_value)
 
-    def last_values(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, float]:
-        """Each member's last value by name (nested lists are flattened)."""
-        values: Dict[str, float] = {}
+    def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
+        grads: Dict[int, Tensor] = {}
         for member in self.regularizations:
-            values.update(member.last_values(kind))
+            for key, grad in member._penalty_grads(scale * self._lambda_value).items():
+                grads[key] = grads[key] + grad if key in grads else grad
+        return grads
+
+    def step(self) -> None:
+        """Advance this list's Lambda schedule and every member's."""
+        super().step()
+        for member in self.regularizations:
+            member.step()
+
+    def last_tensors(self, kind: Literal["weighted", "raw"] = "weighted") -> Dict[str, Tensor]:
+        """Each member's last value by name (nested lists are flattened)."""
+        values: Dict[str, Tensor] = {}
+        for member in self.regularizations:
+            values.update(member.last_tensors(kind))
         return values

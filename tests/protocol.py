@@ -23,10 +23,10 @@ class BPTT(BaseCallback):
 
     DEFAULT_PRIORITY = 50
 
-    def __init__(self, optimizer: torch.optim.Optimizer, criterion: nn.Module = nn.MSELoss()) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, criterion: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.optimizer = optimizer
-        self.criterion = criterion
+        self.criterion = nn.MSELoss() if criterion is None else criterion
 
     def on_optimization_begin(self, trainer: Any = None, **kwargs: Any) -> None:
         loss = self.criterion(kwargs["pred"], kwargs["y"])
@@ -97,3 +97,21 @@ class ProtocolTrainer:
                 self._call("on_validation_batch_end")
             self._call("on_batch_end")
         self._call("on_epoch_end")
+
+
+def seeded_model(seed: int = 0) -> nn.Module:
+    """A small model whose weights have mixed signs and magnitudes."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def make_batches(n_batches: int, batch_size: int = 16, seed: int = 1) -> List[Batch]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(batch_size, 6, generator=generator), torch.randn(batch_size, 3, generator=generator))
+        for _ in range(n_batches)
+    ]
+
+
+def parameters_of(model: nn.Module) -> List[Tensor]:
+    return [p.detach().clone() for p in model.parameters()]

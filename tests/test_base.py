@@ -112,7 +112,10 @@ def test_member_of_a_list(info: RegularizationInfo) -> None:
     assert all(any(p is q for q in regs.params) for p in reg.params)
 
 
-@pytest.mark.parametrize("info", [i for i in REGISTRY if i.build(torch.float64, 0)[0].closed_form_grad], ids=lambda i: i.id)
+CLOSED_FORM = [info for info in REGISTRY if info.build(torch.float64, 0)[0].closed_form_grad]
+
+
+@pytest.mark.parametrize("info", CLOSED_FORM, ids=lambda info: info.id)
 def test_closed_form_grad_equals_autograd(info: RegularizationInfo) -> None:
     reg, args = info.build(torch.float64, 0)
     reg(*args).backward()
@@ -177,9 +180,9 @@ def test_gradients_reach_the_model() -> None:
 def test_state_dict_never_holds_model_weights_and_loading_cannot_overwrite_them() -> None:
     model = TwoLayers()
     reg = nr.L2(model, Lambda=0.5)
-    assert set(reg.state_dict()) == {"_lambda"}
+    assert set(reg.state_dict()) == {"_lambda", "_step"}
     weights = model.encoder.weight.detach().clone()
-    reg.load_state_dict({"_lambda": torch.tensor(2.0, dtype=torch.float64)})
+    reg.load_state_dict({"_lambda": torch.tensor(2.0, dtype=torch.float64), "_step": torch.tensor(3)})
     assert reg.Lambda == 2.0
     torch.testing.assert_close(model.encoder.weight.detach(), weights)
 
@@ -260,8 +263,8 @@ def test_list_sums_nests_dedups_and_reports_members() -> None:
     assert values["l1"] == pytest.approx(float(0.5 * w1.detach().abs().sum()))
     assert regs.last_values("raw")["l2"] == pytest.approx(float(w1.detach().norm() + w2.detach().norm()))
     assert regs.on_pbar_update(None) == values
-    assert set(regs.state_dict()) == {"_lambda", "regularizations.0._lambda", "regularizations.1._lambda",
-                                      "regularizations.1.regularizations.0._lambda"}
+    prefixes = ["", "regularizations.0.", "regularizations.1.", "regularizations.1.regularizations.0."]
+    assert set(regs.state_dict()) == {prefix + key for prefix in prefixes for key in ("_lambda", "_step")}
     regs.double()
     regs.train(False)
     assert not l2.training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any, List
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 import neuroreg as nr
 from neuroreg.callbacks import CHECKPOINT_CALLBACKS_STATE_KEY, HOOK_ORDER, BaseCallback
-from tests.protocol import BPTT, ProtocolTrainer
+from tests.protocol import BPTT, ProtocolTrainer, make_batches, parameters_of, seeded_model
 
 
 class Recorder(BaseCallback):
@@ -74,7 +75,7 @@ def test_regularization_in_the_trainer_reports_and_checkpoints() -> None:
     trainer = ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=0.1))])
     trainer.train(data(2), n_iterations=1)
     state = trainer.checkpoints[-1][CHECKPOINT_CALLBACKS_STATE_KEY]["sparsity"]
-    assert set(state["state_dict"]) == {"_lambda"}
+    assert set(state["state_dict"]) == {"_lambda", "_step"}
     reg.Lambda = 5.0
     reg.load_checkpoint_state(None, trainer.checkpoints[-1])
     assert reg.Lambda == 0.1
@@ -86,5 +87,244 @@ def test_save_state_and_load_state_flags(save_state: bool) -> None:
     state = reg.get_checkpoint_state(None)
     assert (state is not None) == save_state
     reg2 = nr.L1(nn.Linear(2, 2), Lambda=1.0, name="other", load_state=False)
-    reg2.load_checkpoint_state(None, {"state_dict": {"_lambda": torch.tensor(3.0, dtype=torch.float64)}})
+    reg2.load_checkpoint_state(None, {"state_dict": {"_lambda": torch.tensor(3.0, dtype=torch.float64),
+                                                     "_step": torch.tensor(0)}})
     assert reg2.Lambda == 1.0
+
+
+# --- regularizations acting through the trainer: joint and separate modes ------------------------------------
+
+LR, STEPS = 0.1, 6
+
+
+def train_by_hand(make_reg, batches, with_penalty: bool = True) -> list:
+    """The reference: SGD on task_loss + penalty, written out."""
+    model = seeded_model()
+    reg = make_reg(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        if with_penalty:
+            loss = loss + reg()
+        loss.backward()
+        optimizer.step()
+    return parameters_of(model)
+
+
+def assert_same(params_a: list, params_b: list) -> None:
+    for a, b in zip(params_a, params_b):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def l1_without_bias(model: nn.Module) -> nr.BaseRegularization:
+    return nr.L1(model, Lambda=0.05, exclude="*.bias")
+
+
+def l1_list(model: nn.Module) -> nr.BaseRegularization:
+    # A list whose members overlap (the first weight is in both): the gradients must add up.
+    return nr.RegularizationList(
+        [nr.L1(model, Lambda=0.05, include="0.weight"), nr.L2(model, Lambda=0.02, squared=True, exclude="*.bias")],
+        Lambda=2.0,
+    )
+
+
+class AutogradOnlyL1(nr.L1):
+    """An L1 without its closed form: exercises the autograd fallback of the trainer path."""
+
+    closed_form_grad = False
+
+
+def autograd_l1(model: nn.Module) -> nr.BaseRegularization:
+    return AutogradOnlyL1(model, Lambda=0.05, exclude="*.bias")
+
+
+@pytest.mark.parametrize("make_reg", [l1_without_bias, l1_list, autograd_l1], ids=["L1", "list", "autograd"])
+def test_joint_mode_in_the_neurotorch_protocol_equals_training_on_the_sum(make_reg) -> None:
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = make_reg(model)
+    bptt = BPTT(torch.optim.SGD(model.parameters(), lr=LR))
+    ProtocolTrainer(model, [reg, bptt]).train(batches, val_batches=make_batches(2, seed=9))
+    assert_same(parameters_of(model), train_by_hand(make_reg, batches))
+    without = train_by_hand(make_reg, batches, with_penalty=False)
+    assert not torch.allclose(parameters_of(model)[0], without[0])
+    assert reg._grad_hooks == [] and all(not p._backward_hooks for p in model.parameters())
+
+
+def test_joint_mode_l1_shrinks_weights_toward_zero() -> None:
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    ProtocolTrainer(model, [nr.L1(model, Lambda=0.5), BPTT(torch.optim.SGD(model.parameters(), lr=LR))]).train(batches)
+    without = train_by_hand(l1_without_bias, batches, with_penalty=False)
+    assert model[0].weight.abs().sum() < without[0].abs().sum()
+
+
+def test_neurotorchs_own_semantics_would_throw_the_gradient_away() -> None:
+    """What NeuroTorch does (penalty backward in on_optimization_end, no optimizer) changes nothing."""
+
+    class NeuroTorchStyleL1(nr.L1):
+        def start(self, trainer=None, **kwargs):
+            pass
+
+        def on_optimization_end(self, trainer=None, **kwargs):
+            self().backward()
+
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = NeuroTorchStyleL1(model, Lambda=0.5)
+    ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR))]).train(batches)
+    assert_same(parameters_of(model), train_by_hand(l1_without_bias, batches, with_penalty=False))
+
+
+def test_plain_loop_accumulate_grad_equals_adding_the_penalty_to_the_loss() -> None:
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = l1_list(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for x, y in batches:
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        reg.accumulate_grad()
+        optimizer.step()
+        reg.step()
+    assert_same(parameters_of(model), train_by_hand(l1_list, batches))
+    assert reg.global_step == STEPS and reg[0].global_step == STEPS
+
+
+def test_separate_mode_takes_its_own_step_and_leaves_task_gradients_alone() -> None:
+    batches = make_batches(STEPS)
+    # Reference: the task step, then a separate SGD step on the penalty alone.
+    ref_model = seeded_model()
+    ref_reg = nr.L1(ref_model, Lambda=0.05)
+    ref_task = torch.optim.SGD(ref_model.parameters(), lr=LR)
+    ref_pen = torch.optim.SGD(ref_model.parameters(), lr=0.2)
+    for x, y in batches:
+        ref_task.zero_grad()
+        nn.functional.mse_loss(ref_model(x), y).backward()
+        ref_task.step()
+        ref_pen.zero_grad()
+        ref_reg().backward()
+        ref_pen.step()
+
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=0.05, optimizer=torch.optim.SGD(model.parameters(), lr=0.2))
+    assert reg.mode == "separate"
+    ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR))]).train(batches)
+    assert_same(parameters_of(model), parameters_of(ref_model))
+
+    grads = [torch.randn_like(p) for p in model.parameters()]
+    for p, g in zip(model.parameters(), grads):
+        p.grad = g.clone()
+    reg.separate_step()
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+
+
+def test_separate_step_without_optimizer_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="has no optimizer"):
+        nr.L1(seeded_model()).separate_step()
+
+
+# --- schedules, logging and checkpoints through the trainer ---------------------------------------------------
+def test_schedule_advances_once_per_training_step_never_on_validation() -> None:
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=nr.schedules.LinearWarmup(0.1, warmup_steps=10), name="warm")
+    trainer = ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR))], n_epochs=2)
+    trainer.train(make_batches(3), val_batches=make_batches(4, seed=5), n_iterations=1)
+    assert reg.global_step == 6
+    assert reg.Lambda == pytest.approx(0.06)
+    assert set(trainer.pbar_postfixes[-1]) == {"warm"}
+
+
+def test_progress_bar_values_are_unique_per_member_and_match_the_penalty() -> None:
+    model = seeded_model()
+    first, second = nr.L2(model, Lambda=0.1), nr.L2(model, Lambda=0.3)
+    regs = nr.RegularizationList([first, second])
+    trainer = ProtocolTrainer(model, [regs, BPTT(torch.optim.SGD(model.parameters(), lr=LR))])
+    trainer.train(make_batches(2))
+    postfix = trainer.pbar_postfixes[-1]
+    assert set(postfix) == {first.name, second.name} and first.name != second.name
+    with torch.no_grad():
+        assert postfix[second.name] == pytest.approx(float(second()), rel=1e-6)
+        assert regs.last_values("raw")[first.name] == pytest.approx(float(first()) / 0.1, rel=1e-6)
+
+
+def test_resuming_from_a_checkpoint_continues_exactly() -> None:
+    batches = make_batches(4)
+    schedule = nr.schedules.CosineDecay(0.2, decay_steps=8)
+
+    def build():
+        model = seeded_model()
+        reg = nr.RegularizationList([nr.L1(model, Lambda=schedule, name="l1"), nr.L2(model, Lambda=0.01, name="l2")],
+                                    name="regs")
+        return model, reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR))
+
+    model, reg, bptt = build()
+    trainer = ProtocolTrainer(model, [reg, bptt])
+    trainer.train(batches, n_iterations=2)
+    uninterrupted = (parameters_of(model), reg[0].Lambda, trainer.pbar_postfixes)
+
+    model, reg, bptt = build()
+    first = ProtocolTrainer(model, [reg, bptt])
+    first.train(batches, n_iterations=1)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "trainer": first.checkpoints[-1]}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)  # plain data only: no pickled objects
+
+    model, reg, bptt = build()
+    model.load_state_dict(saved["model"])
+    resumed = ProtocolTrainer(model, [reg, bptt])
+    resumed.train(batches, n_iterations=1, checkpoint=saved["trainer"])
+    assert reg[0].global_step == 8 and reg[0].Lambda == uninterrupted[1]
+    assert_same(parameters_of(model), uninterrupted[0])
+    assert resumed.pbar_postfixes[-1] == pytest.approx(uninterrupted[2][-1])
+
+
+# --- DistributedDataParallel on gloo -----------------------------------------------------------------------------
+def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, batches: list) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        model = seeded_model()
+        ddp = nn.parallel.DistributedDataParallel(model)
+        reg = l1_list(model)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=LR)
+        for x, y in batches:
+            shard = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
+            optimizer.zero_grad()
+            nn.functional.mse_loss(ddp(x[shard]), y[shard]).backward()
+            reg.accumulate_grad()
+            optimizer.step()
+        torch.save(parameters_of(model), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_data_parallel_replicas_match_single_process_training(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    batches = make_batches(4)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), batches), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(a, b) for a, b in zip(rank0, rank1))
+    assert_same(rank0, train_by_hand(l1_list, batches))
+
+
+# --- NeuroTorch itself, where it imports (it needs torchvision, which CI cannot install beside torch) -----------
+def test_in_neurotorchs_own_trainer() -> None:
+    nt = pytest.importorskip("neurotorch")
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = l1_without_bias(model)
+    loader = torch.utils.data.DataLoader(list(zip(*[torch.cat(t) for t in zip(*batches)])), batch_size=16)
+    trainer = nt.trainers.Trainer(
+        model,
+        callbacks=[reg, nt.BPTT(optimizer=torch.optim.SGD(model.parameters(), lr=LR), criterion=nn.MSELoss())],
+        device=torch.device("cpu"),
+        verbose=False,
+    )
+    trainer.train(loader, n_iterations=1)
+    assert_same(parameters_of(model), train_by_hand(l1_without_bias, batches))

@@ -1,0 +1,87 @@
+"""PyTorch Lightning integration: a regularization as a ``lightning.pytorch.Callback``.
+
+Install with ``pip install "neuroreg[lightning]"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from neuroreg.base import BaseRegularization
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError:  # the older standalone distribution
+    try:
+        from pytorch_lightning import Callback, LightningModule, Trainer
+    except ImportError as error:
+        raise ImportError(
+            "neuroreg.integrations.lightning needs PyTorch Lightning: pip install 'neuroreg[lightning]'"
+        ) from error
+
+__all__ = ["RegularizationCallback"]
+
+
+class RegularizationCallback(Callback):
+    """Apply a regularization (or a :class:`~neuroreg.RegularizationList`) inside ``Trainer.fit``.
+
+    In ``on_before_optimizer_step`` — once per optimizer step, after gradient accumulation, and after AMP
+    has unscaled the gradients — it adds ``Lambda * ∂penalty/∂p`` to the gradients (joint mode: the update
+    of minimizing ``task_loss + penalty``) or takes the regularization's own optimizer step (separate mode,
+    when it was given an optimizer), then advances its Lambda schedule. Validation never touches it.
+    Each penalty is logged with ``pl_module.log`` under ``f"{prefix}{name}"``, and the regularization's
+    state (Lambda, schedule position, references) is saved in Lightning checkpoints.
+
+    Args:
+        regularization: The regularization to apply. Do not also add ``regularization()`` to the loss.
+        log: Log each penalty's weighted value every step.
+        prog_bar: Also show them in the progress bar.
+        prefix: Prefix of the logged names.
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> model = torch.nn.Linear(4, 1)
+        >>> callback = RegularizationCallback(nr.L1(model, Lambda=1e-3, name="l1"))
+        >>> callback.state_key
+        'RegularizationCallback[l1]'
+    """
+
+    def __init__(
+        self, regularization: BaseRegularization, *, log: bool = True, prog_bar: bool = False, prefix: str = "reg/"
+    ) -> None:
+        if not isinstance(regularization, BaseRegularization):
+            raise TypeError(f"regularization must be a neuroreg regularization, got {regularization!r}")
+        for name, flag in (("log", log), ("prog_bar", prog_bar)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {prefix!r}")
+        self.regularization = regularization
+        self.log = log
+        self.prog_bar = prog_bar
+        self.prefix = prefix
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}[{self.regularization.name}]"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # The references must live where the model's parameters are put.
+        self.regularization.to(pl_module.device)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        regularization = self.regularization
+        if regularization.mode == "joint":
+            regularization.accumulate_grad(with_value=self.log)
+        else:
+            regularization.separate_step()
+        regularization.step()
+        if self.log:
+            for name, value in regularization.last_tensors().items():
+                pl_module.log(f"{self.prefix}{name}", value, on_step=True, on_epoch=False, prog_bar=self.prog_bar)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {key: value.detach().cpu().clone() for key, value in self.regularization.state_dict().items()}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.regularization.load_state_dict(state_dict)

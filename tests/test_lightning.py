@@ -1,0 +1,111 @@
+"""The Lightning integration, with a real ``Trainer.fit`` on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import neuroreg as nr
+from tests.protocol import make_batches, parameters_of, seeded_model
+
+pl = pytest.importorskip("lightning.pytorch")
+from neuroreg.integrations.lightning import RegularizationCallback  # noqa: E402
+
+LR = 0.1
+
+
+class Module(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = seeded_model()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=LR)
+
+
+def loader(batches):
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=len(batches[0][0]))
+
+
+def fit(module, callback, batches, tmp_path, **trainer_kwargs):
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, default_root_dir=tmp_path, callbacks=[callback], **trainer_kwargs,
+    )
+    trainer.fit(module, loader(batches), val_dataloaders=loader(batches[:2]))
+    return trainer
+
+
+def make_reg(model: nn.Module) -> nr.BaseRegularization:
+    return nr.RegularizationList([nr.L1(model, Lambda=0.05, exclude="*.bias", name="l1"),
+                                  nr.L2(model, Lambda=0.02, squared=True, name="l2")])
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_fit_equals_sgd_on_the_sum_once_per_optimizer_step(tmp_path, accumulate: int) -> None:
+    batches = make_batches(6)
+    module = Module()
+    reg = make_reg(module.net)
+    trainer = fit(module, RegularizationCallback(reg), batches, tmp_path, accumulate_grad_batches=accumulate)
+
+    model = seeded_model()
+    reference = make_reg(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for start in range(0, len(batches), accumulate):
+        optimizer.zero_grad()
+        for x, y in batches[start:start + accumulate]:
+            (nn.functional.mse_loss(model(x), y) / accumulate).backward()
+        reference().backward()
+        optimizer.step()
+    for a, b in zip(parameters_of(module.net), parameters_of(model)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert reg.global_step == len(batches) // accumulate
+    assert {"reg/l1", "reg/l2"} <= set(trainer.callback_metrics)
+
+
+def test_fit_without_the_callback_differs_and_l1_shrinks(tmp_path) -> None:
+    batches = make_batches(6)
+    with_reg, without = Module(), Module()
+    fit(with_reg, RegularizationCallback(nr.L1(with_reg.net, Lambda=0.5)), batches, tmp_path)
+    fit(without, RegularizationCallback(nr.L1(without.net, Lambda=0.0), log=False), batches, tmp_path)
+    assert with_reg.net[0].weight.abs().sum() < without.net[0].weight.abs().sum()
+
+
+def test_separate_mode_and_schedule_in_fit(tmp_path) -> None:
+    module = Module()
+    reg = nr.L1(module.net, Lambda=nr.schedules.StepWise([2], [0.0, 0.1]),
+                optimizer=torch.optim.SGD(module.net.parameters(), lr=0.01))
+    fit(module, RegularizationCallback(reg, prog_bar=True), make_batches(4), tmp_path)
+    assert reg.global_step == 4 and reg.Lambda == 0.1
+
+
+def test_checkpoint_holds_the_regularization_state(tmp_path) -> None:
+    module = Module()
+    reg = nr.L1(module.net, Lambda=nr.schedules.LinearWarmup(1.0, warmup_steps=10), name="warm")
+    callback = RegularizationCallback(reg)
+    trainer = fit(module, callback, make_batches(3), tmp_path)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["callbacks"]["RegularizationCallback[warm]"]
+    assert set(state) == {"_lambda", "_step"} and int(state["_step"]) == 3
+    fresh = RegularizationCallback(nr.L1(Module().net, Lambda=nr.schedules.LinearWarmup(1.0, warmup_steps=10)))
+    fresh.load_state_dict(state)
+    assert fresh.regularization.global_step == 3 and fresh.regularization.Lambda == pytest.approx(0.3)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="regularization must be a neuroreg regularization"):
+        RegularizationCallback(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="log must be a bool"):
+        RegularizationCallback(nr.L1(nn.Linear(2, 2)), log="yes")
