@@ -11,7 +11,8 @@ from torch import nn
 
 import neuroreg as nr
 from neuroreg.callbacks import CHECKPOINT_CALLBACKS_STATE_KEY, HOOK_ORDER, BaseCallback
-from tests.protocol import BPTT, ProtocolTrainer, make_batches, parameters_of, seeded_model
+from neuroreg.testing import BPTT, ProtocolTrainer
+from tests.protocol import make_batches, parameters_of, seeded_model
 
 
 class Recorder(BaseCallback):
