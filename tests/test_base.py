@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch._dynamo.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -126,6 +127,32 @@ def test_closed_form_grad_equals_autograd(info: RegularizationInfo) -> None:
     reg.accumulate_grad()
     for p, g, e in zip(reg.regularized_parameters(), task_grads, expected):
         torch.testing.assert_close(p.grad, g + e)
+
+
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_torch_compile_same_value_and_no_recompile_when_lambda_changes(info: RegularizationInfo) -> None:
+    torch._dynamo.reset()
+    reg, args = info.build(torch.float32, 0)
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(reg, backend=counter)
+    torch.testing.assert_close(compiled(*args), reg(*args))
+    frames = counter.frame_count
+    reg.Lambda = 2 * reg.Lambda + 1
+    torch.testing.assert_close(compiled(*args), reg(*args))
+    assert counter.frame_count == frames, "changing Lambda recompiled"
+
+
+def test_inductor_compiles_a_penalty_and_its_gradient() -> None:
+    torch._dynamo.reset()
+    params = make_params((16, 16), (16,), dtype=torch.float32)
+    reg = nr.RegularizationList([nr.L1(params, Lambda=0.1), nr.L2(params, Lambda=0.2, squared=True)])
+    compiled = torch.compile(reg)
+    value = compiled()
+    torch.testing.assert_close(value, reg())
+    value.backward()
+    expected = [0.1 * p.detach().sign() + 0.4 * p.detach() for p in params]
+    for param, grad in zip(params, expected):
+        torch.testing.assert_close(param.grad, grad)
 
 
 @settings(max_examples=20, deadline=None)

@@ -1,0 +1,255 @@
+"""Side-by-side timings of neuroreg against its references (not a test: run it, read the table).
+
+    python benchmarks/run.py [--device cuda] [--quick] [--json results.json] [--baseline old.json]
+
+For each case every implementation is timed in the same run, interleaved (A, B, A, B, ...) after a warm-up,
+and the median of the repeats is reported with its ratio to the case's reference and the peak extra memory
+(bytes of tensors allocated while it runs and still alive at the peak; the inputs and existing gradients
+are not counted). ``--baseline`` compares each median with an earlier ``--json`` file, to catch regressions
+between commits.
+
+Cases (targets from the performance issue):
+  1. DaleLawL2 forward+backward vs the trace formula tr(Wᵀ(αW − (1−α)S)): >= 20x at n = 2048, growing with n.
+  2. L2 over 20 x 1024² parameters: joint mode vs autograd vs ``torch._foreach_add_`` (weight decay, the floor):
+     joint <= 1.5x the floor and >= 5x faster than autograd.
+  3. RegularizationList(L1 + L2 + DaleLaw) over 200 64x64 parameters: direct call no slower than a naive
+     per-parameter loop, joint mode >= 5x faster than it.
+  4. Each ported loss, forward+backward, at a representative size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+import neuroreg as nr
+from neuroreg import functional as F
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of the tensors that ops allocate while active (views and in-place results excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+
+    def _free(self, nbytes: int) -> None:
+        self.current -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for tensor in tree_flatten(out)[0]:
+            if isinstance(tensor, torch.Tensor) and not tensor._is_view():
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in inputs and storage.nbytes() > 0:
+                    self.current += storage.nbytes()
+                    self.peak = max(self.peak, self.current)
+                    weakref.finalize(tensor, self._free, storage.nbytes())
+        return out
+
+
+@dataclass
+class Case:
+    name: str
+    implementations: Dict[str, Callable[[], object]]
+    reference: str
+    notes: str = ""
+    results: Dict[str, dict] = field(default_factory=dict)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_case(case: Case, device: torch.device, repeats: int, warmup: int) -> None:
+    for fn in case.implementations.values():
+        for _ in range(warmup):
+            fn()
+    synchronize(device)
+    times: Dict[str, List[float]] = {label: [] for label in case.implementations}
+    for _ in range(repeats):
+        for label, fn in case.implementations.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[label].append(time.perf_counter() - start)
+    for label, fn in case.implementations.items():
+        with PeakMemory() as memory:
+            fn()
+        synchronize(device)
+        case.results[label] = {"median_ms": 1e3 * statistics.median(times[label]), "peak_mib": memory.peak / 2**20}
+    reference = case.results[case.reference]["median_ms"]
+    for result in case.results.values():
+        result["speedup_vs_reference"] = reference / result["median_ms"]
+
+
+def parameters(shapes, device, dtype=torch.float32, seed=0) -> List[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator, dtype=dtype).to(device)) for s in shapes]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    return params
+
+
+def dale_cases(device: torch.device, sizes: List[int]) -> List[Case]:
+    cases = []
+    for n in sizes:
+        (w,) = parameters([(n, n)], device)
+        reg = nr.DaleLawL2([w], alpha=0.8, seed=0).to(device)
+        signs = reg._buffer_list("reference_signs")[0].to(w.dtype)
+
+        def trace_formula(w=w, signs=signs):
+            torch.trace(w.T @ (0.8 * w - 0.2 * signs)).backward()
+
+        cases.append(Case(
+            f"1. DaleLawL2 n={n}",
+            {"trace formula (NeuroTorch)": trace_formula,
+             "neuroreg reg().backward()": lambda reg=reg: reg().backward(),
+             "neuroreg joint accumulate_grad()": reg.accumulate_grad},
+            reference="trace formula (NeuroTorch)",
+        ))
+    return cases
+
+
+def l2_case(device: torch.device, n_params: int, size: int) -> List[Case]:
+    params = parameters([(size, size)] * n_params, device)
+    grads = [p.grad for p in params]
+    squared = nr.L2(params, Lambda=0.5, squared=True)
+    norm = nr.L2(params, Lambda=0.5)
+
+    def autograd_loop():
+        sum(0.5 * p.pow(2).sum() for p in params).backward()
+
+    return [Case(
+        f"2. L2 over {n_params}x{size}²",
+        {"foreach_add_ (weight-decay floor)": lambda: torch._foreach_add_(grads, params, alpha=1.0),
+         "autograd fwd+bwd (per-parameter loop)": autograd_loop,
+         "neuroreg L2(squared) reg().backward()": lambda: squared().backward(),
+         "neuroreg L2(squared) joint accumulate_grad()": squared.accumulate_grad,
+         "neuroreg L2 (norm) joint accumulate_grad()": norm.accumulate_grad},
+        reference="foreach_add_ (weight-decay floor)",
+    )]
+
+
+def list_case(device: torch.device, n_params: int) -> List[Case]:
+    params = parameters([(64, 64)] * n_params, device)
+    regs = nr.RegularizationList([
+        nr.L1(params, Lambda=1e-3), nr.L2(params, Lambda=1e-3), nr.DaleLaw(params, Lambda=1e-3, seed=0),
+    ]).to(device)
+    signs = [s.to(params[0].dtype) for s in regs[2]._buffer_list("reference_signs")]
+
+    def naive_loop():
+        total = 0.0
+        for p, s in zip(params, signs):
+            total = total + 1e-3 * p.abs().sum() + 1e-3 * p.norm() - 1e-3 * (p * s).sum()
+        total.backward()
+
+    return [Case(
+        f"3. L1+L2+DaleLaw list over {n_params}x64²",
+        {"naive per-parameter loop fwd+bwd": naive_loop,
+         "neuroreg reg().backward()": lambda: regs().backward(),
+         "neuroreg joint accumulate_grad()": regs.accumulate_grad},
+        reference="naive per-parameter loop fwd+bwd",
+    )]
+
+
+def loss_cases(device: torch.device, quick: bool) -> List[Case]:
+    generator = torch.Generator().manual_seed(0)
+    scale = 4 if quick else 1
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator).to(device).requires_grad_(True)
+
+    logits = tensor(64 // scale, 400, 200)
+    p_logits, q_logits = tensor(4096 // scale, 400), tensor(4096 // scale, 400)
+    series = tensor(64 // scale, 400, 200)
+    x, n = tensor(256, 4096 // scale), tensor(256)
+    losses = {
+        f"EquilibriumLogitLoss {tuple(logits.shape)}": (nr.EquilibriumLogitLoss(), (logits,)),
+        f"JSDivergenceLogitLoss {tuple(p_logits.shape)}": (nr.JSDivergenceLogitLoss(), (p_logits, q_logits)),
+        f"SmoothnessLoss {tuple(series.shape)}": (nr.SmoothnessLoss(), (series,)),
+        f"BatchCorrelationLoss {tuple(x.shape)}": (nr.BatchCorrelationLoss(tol="auto"), (x, n)),
+    }
+
+    def naive_js():
+        p, q = p_logits.softmax(-1), q_logits.softmax(-1)
+        m = 0.5 * (p + q)
+        (0.5 * (p * (p / m).log()).sum(-1) + 0.5 * (q * (q / m).log()).sum(-1)).mean().backward()
+
+    cases = []
+    for name, (loss, args) in losses.items():
+        implementations = {"neuroreg fwd+bwd": lambda loss=loss, args=args: loss(*args).backward()}
+        if name.startswith("JSDivergence"):
+            implementations["naive softmax/log fwd+bwd"] = naive_js
+        cases.append(Case(f"4. {name}", implementations, reference="neuroreg fwd+bwd"))
+    return cases
+
+
+def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
+    header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
+    if baseline:
+        header += f" {'vs baseline':>11s}"
+    print(header)
+    print("-" * len(header))
+    for case in cases:
+        for label, result in case.results.items():
+            line = (f"{case.name:44s} {label:46s} {result['median_ms']:10.3f} "
+                    f"{result['speedup_vs_reference']:7.2f}x {result['peak_mib']:9.1f}")
+            if baseline:
+                old = baseline.get(case.name, {}).get(label)
+                line += f" {old['median_ms'] / result['median_ms']:10.2f}x" if old else f" {'-':>11s}"
+            print(line)
+        print()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--baseline", help="compare with the results of an earlier --json run")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    repeats = args.repeats or (3 if args.quick else 15)
+    torch.manual_seed(0)
+
+    sizes = [256, 512] if args.quick else [512, 1024, 2048, 4096]
+    groups = [
+        dale_cases(device, sizes),
+        l2_case(device, 4 if args.quick else 20, 256 if args.quick else 1024),
+        list_case(device, 20 if args.quick else 200),
+        loss_cases(device, args.quick),
+    ]
+    cases = [case for group in groups for case in group]
+    print(f"neuroreg {nr.__version__}, torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"))
+    print(f"medians of {repeats} interleaved repeats after warm-up; 'vs ref' = reference time / this time\n")
+    for case in cases:
+        # The trace formula is O(n³): fewer repeats for the largest sizes keep the run short.
+        heavy = case.name.startswith("1.") and device.type == "cpu" and "4096" in case.name
+        run_case(case, device, repeats=3 if heavy else repeats, warmup=1 if heavy else 3)
+        print(f"  done: {case.name}", file=sys.stderr)
+    baseline = json.load(open(args.baseline)) if args.baseline else None
+    print_table(cases, baseline)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({case.name: case.results for case in cases}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
