@@ -33,7 +33,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import neuroreg as nr
-from neuroreg import functional as F
 
 
 class PeakMemory(TorchDispatchMode):
@@ -49,7 +48,8 @@ class PeakMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        flat_inputs = tree_flatten((args, kwargs))[0]
+        inputs = {t.untyped_storage().data_ptr() for t in flat_inputs if isinstance(t, torch.Tensor)}
         for tensor in tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor) and not tensor._is_view():
                 storage = tensor.untyped_storage()
@@ -236,15 +236,18 @@ def main(argv: Optional[List[str]] = None) -> None:
         loss_cases(device, args.quick),
     ]
     cases = [case for group in groups for case in group]
-    print(f"neuroreg {nr.__version__}, torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"neuroreg {nr.__version__}, torch {torch.__version__}, device {device} ({where})")
     print(f"medians of {repeats} interleaved repeats after warm-up; 'vs ref' = reference time / this time\n")
     for case in cases:
         # The trace formula is O(n³): fewer repeats for the largest sizes keep the run short.
         heavy = case.name.startswith("1.") and device.type == "cpu" and "4096" in case.name
         run_case(case, device, repeats=3 if heavy else repeats, warmup=1 if heavy else 3)
         print(f"  done: {case.name}", file=sys.stderr)
-    baseline = json.load(open(args.baseline)) if args.baseline else None
+    baseline = None
+    if args.baseline:
+        with open(args.baseline) as handle:
+            baseline = json.load(handle)
     print_table(cases, baseline)
     if args.json:
         with open(args.json, "w") as handle:
