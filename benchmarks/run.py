@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -80,8 +81,12 @@ def run_case(case: Case, device: torch.device, repeats: int, warmup: int) -> Non
             fn()
     synchronize(device)
     times: Dict[str, List[float]] = {label: [] for label in case.implementations}
+    order = list(case.implementations.items())
+    shuffler = random.Random(0)
     for _ in range(repeats):
-        for label, fn in case.implementations.items():
+        # A fresh order each repeat, so that no implementation always runs in the same slot.
+        shuffler.shuffle(order)
+        for label, fn in order:
             synchronize(device)
             start = time.perf_counter()
             fn()

@@ -73,7 +73,8 @@ def lp_norm_add_grad_(
     and for ``p = inf`` the unit subgradient shared equally among the entries that tie for the maximum.
 
     The common cases are one or two multi-tensor kernels per (device, dtype) group: ``p=2, squared`` adds
-    ``2·alpha·W`` (exactly weight decay), ``p=1`` adds ``alpha·sign(W)``, ``p=2`` adds ``alpha·W/‖W‖``.
+    ``2·alpha·W`` (exactly weight decay), ``p=1`` adds ``alpha·sign(W)``, ``p=2`` adds ``alpha·W/‖W‖`` (one
+    norm pass and one fused multiply-add, with no temporary the size of the parameters).
 
     Args:
         grads: One tensor per input tensor, same shapes, updated in place (usually the ``.grad`` fields).
@@ -101,17 +102,17 @@ def lp_norm_add_grad_(
                 torch._foreach_add_(gs, torch._foreach_sign(ts), alpha=alpha)
                 continue
             norms = torch._foreach_norm(ts, ord=p)
-            if p == 1:
-                directions = torch._foreach_sign(ts)
-            elif p == 2:
-                # Clamping the divisor only matters for an all-zero tensor, whose gradient is then 0.
-                directions = torch._foreach_div(ts, torch._foreach_clamp_min(norms, torch.finfo(ts[0].dtype).tiny))
-            else:
-                directions = [_direction(t, n, p) for t, n in zip(ts, norms)]
+            if p == 2:
+                # alpha·W/‖W‖ as one addcmul with a 0-d scale per tensor: no temporary the size of W. Clamping
+                # the norm only matters for an all-zero tensor, whose gradient is then 0.
+                scales = torch._foreach_reciprocal(torch._foreach_clamp_min(norms, torch.finfo(ts[0].dtype).tiny))
+                torch._foreach_addcmul_(gs, ts, scales, value=alpha)
+                continue
+            directions = torch._foreach_sign(ts) if p == 1 else [_direction(t, n, p) for t, n in zip(ts, norms)]
             if squared:
-                torch._foreach_mul_(directions, torch._foreach_mul(norms, 2.0))
-            torch._foreach_add_(gs, directions, alpha=alpha)
-
+                torch._foreach_addcmul_(gs, directions, torch._foreach_mul(norms, 2.0), value=alpha)
+            else:
+                torch._foreach_add_(gs, directions, alpha=alpha)
 
 def _direction(tensor: Tensor, norm: Tensor, p: float) -> Tensor:
     """∂‖W‖_p/∂W for p ∉ {1, 2}, with autograd's choices where it is not differentiable."""

@@ -1,0 +1,107 @@
+"""Lp/L1/L2 and ``functional.lp_norm``: values against NumPy, closed-form gradients against autograd."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import neuroreg as nr
+from neuroreg.functional import lp_norm, lp_norm_add_grad_, lp_norm_grad
+from tests.registry import make_params
+
+P_VALUES = [0.5, 1, 1.5, 2, 3, math.inf]
+SHAPES = [(1,), (7,), (4, 5), (3, 1, 4), (2, 3, 2, 2)]
+
+
+def with_zeros(shape, seed: int) -> torch.Tensor:
+    """Random float64 values with about a third of them exactly zero."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(shape, generator=generator, dtype=torch.float64)
+    return values * (torch.rand(shape, generator=generator, dtype=torch.float64) > 0.33)
+
+
+def autograd_grads(tensors, p, squared):
+    leaves = [t.clone().requires_grad_(True) for t in tensors]
+    lp_norm(leaves, p, squared=squared).backward()
+    return [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("p", P_VALUES)
+def test_closed_form_equals_autograd_on_many_shapes_with_zeros(p: float, squared: bool) -> None:
+    tensors = [with_zeros(shape, seed) for seed, shape in enumerate(SHAPES)]
+    tensors.append(torch.zeros(3, 3, dtype=torch.float64))  # an all-zero tensor: gradient 0, not NaN
+    for closed, auto in zip(lp_norm_grad(tensors, p, squared=squared), autograd_grads(tensors, p, squared)):
+        torch.testing.assert_close(closed, auto)
+
+
+def test_inf_norm_ties_share_the_subgradient_like_autograd() -> None:
+    tensor = torch.tensor([[1.0, -3.0], [3.0, 0.5]], dtype=torch.float64)
+    (closed,) = lp_norm_grad([tensor], math.inf)
+    torch.testing.assert_close(closed, torch.tensor([[0.0, -0.5], [0.5, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(closed, autograd_grads([tensor], math.inf, False)[0])
+
+
+def test_subgradient_at_zero_is_zero_for_l1() -> None:
+    (closed,) = lp_norm_grad([torch.tensor([0.0, 2.0, -1.0])], 1)
+    assert closed.tolist() == [0.0, 1.0, -1.0]
+
+
+def test_add_grad_accumulates_scaled_in_place() -> None:
+    tensors = [with_zeros((4, 4), 0), with_zeros((5,), 1)]
+    grads = [torch.ones_like(t) for t in tensors]
+    targets = [g.clone() for g in grads]
+    lp_norm_add_grad_(grads, tensors, 2, alpha=0.3)
+    for grad, target, expected in zip(grads, targets, lp_norm_grad(tensors, 2)):
+        torch.testing.assert_close(grad, target + 0.3 * expected)
+
+
+def test_mixed_dtypes_are_grouped() -> None:
+    tensors = [with_zeros((3, 3), 0), with_zeros((4,), 1).float()]
+    value = lp_norm(tensors, 1)
+    expected = sum(float(t.abs().sum()) for t in tensors)
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    grads = lp_norm_grad(tensors, 2, squared=True)
+    assert [g.dtype for g in grads] == [torch.float64, torch.float32]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    arrays=st.lists(
+        hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+                   elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
+        min_size=1, max_size=3,
+    ),
+    p=st.sampled_from(P_VALUES),
+    squared=st.booleans(),
+    Lambda=st.floats(0, 100),
+)
+def test_value_matches_numpy_and_properties(arrays, p, squared, Lambda) -> None:
+    params = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in arrays]
+    reg = nr.Lp(params, Lambda=Lambda, p=p, squared=squared)
+    norms = [np.linalg.norm(a.ravel(), ord=p) for a in arrays]
+    expected = Lambda * sum(n**2 if squared else n for n in norms)
+    value = float(reg())
+    assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert value >= 0
+    if not any(a.any() for a in arrays):
+        assert value == 0  # zero at the optimum
+
+
+def test_list_value_is_sum_of_members() -> None:
+    params = make_params((3, 4), (5,))
+    members = [nr.L1(params, Lambda=0.2), nr.L2(params, Lambda=0.7), nr.Lp(params, p=3, squared=True)]
+    total = nr.RegularizationList(members)()
+    torch.testing.assert_close(total, sum(member() for member in members))
+
+
+def test_conv_weights_of_any_rank_are_regularized() -> None:
+    conv = torch.nn.Conv3d(2, 3, kernel_size=2)
+    value = nr.L2(conv, include="weight")()
+    torch.testing.assert_close(value, conv.weight.detach().flatten().norm())
