@@ -155,6 +155,28 @@ def test_inductor_compiles_a_penalty_and_its_gradient() -> None:
         torch.testing.assert_close(param.grad, grad)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("info", REGISTRY, ids=ids)
+def test_cuda_matches_cpu(info: RegularizationInfo) -> None:
+    cpu_reg, cpu_args = info.build(torch.float32, 0)
+    reg, args = info.build(torch.float32, 0)
+    for param in reg.params:
+        param.data = param.data.cuda()
+    reg.cuda()
+    args = tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in args)
+    value = reg(*args)
+    assert value.device.type == "cuda"
+    torch.testing.assert_close(value.cpu(), cpu_reg(*cpu_args), rtol=1e-4, atol=1e-5)
+    if reg.closed_form_grad:
+        value.backward()
+        expected = [p.grad.clone() for p in reg.regularized_parameters()]
+        for param in reg.regularized_parameters():
+            param.grad = None
+        reg.accumulate_grad()
+        for param, grad in zip(reg.regularized_parameters(), expected):
+            torch.testing.assert_close(param.grad, grad, rtol=1e-4, atol=1e-5)
+
+
 @settings(max_examples=20, deadline=None)
 @given(index=st.integers(0, len(REGISTRY) - 1), seed=st.integers(0, 2**16), Lambda=st.floats(0, 10))
 def test_properties_nonnegative_and_linear_in_lambda(index: int, seed: int, Lambda: float) -> None:
