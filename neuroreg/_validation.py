@@ -20,7 +20,10 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_choice",
+    "check_dale_arguments",
     "check_int",
+    "check_keywords",
+    "check_matrix",
     "check_names",
     "check_real",
     "check_reference_tensors",
@@ -225,3 +228,91 @@ def check_reference_tensors(name: str, references: Any, params: Sequence[Tensor]
             )
         checked.append(reference.detach())
     return checked
+
+
+def check_floating_tensor(name: str, value: Any, *, min_ndim: int = 0) -> Tensor:
+    """Return ``value`` after checking it is a floating-point tensor with at least ``min_ndim`` dimensions.
+
+    Example:
+        >>> check_floating_tensor("X", torch.ones(2, 3), min_ndim=2).shape
+        torch.Size([2, 3])
+        >>> check_floating_tensor("X", torch.ones(3), min_ndim=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: X must have at least 2 dimensions, got shape (3,)
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {value!r} of type {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_broadcastable(name_a: str, a: Tensor, name_b: str, b: Tensor) -> torch.Size:
+    """Return the broadcast shape of tensors ``a`` and ``b``, or raise a ``ValueError`` naming both.
+
+    Example:
+        >>> check_broadcastable("P", torch.ones(2, 3), "Q", torch.ones(4))
+        Traceback (most recent call last):
+        ...
+        ValueError: P and Q must have shapes that broadcast together, got (2, 3) and (4,)
+    """
+    try:
+        return torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name_a} and {name_b} must have shapes that broadcast together, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        ) from None
+
+
+def check_keywords(name: str, kwargs: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Raise a ``ValueError`` naming the first key of ``kwargs`` that is not in ``allowed``.
+
+    Example:
+        >>> check_keywords("dale_kwargs", {"rho": 0.5, "sparsity": 0.1}, ["inh_ratio", "rho"])
+        Traceback (most recent call last):
+        ...
+        ValueError: dale_kwargs: unknown keyword argument 'sparsity' (expected one of ['inh_ratio', 'rho'])
+    """
+    for key in kwargs:
+        if key not in allowed:
+            raise ValueError(f"{name}: unknown keyword argument {key!r} (expected one of {list(allowed)!r})")
+
+
+def check_matrix(name: str, value: Any) -> Tensor:
+    """Return ``value`` after checking it is a 2-D floating-point tensor.
+
+    Example:
+        >>> check_matrix("tensor", torch.ones(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: tensor must be 2-D (row i -> column j), got shape (3,)
+    """
+    check_floating_tensor(name, value)
+    if value.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (row i -> column j), got shape {tuple(value.shape)}")
+    return value
+
+
+def check_dale_arguments(
+    inh_ratio: Any, rho: Any, inh_first: Any, seed: Any
+) -> Tuple[float, float, bool, Optional[int]]:
+    """Check the arguments of :func:`neuroreg.init.dale_` (also the ``dale_kwargs`` of the Dale penalties).
+
+    Example:
+        >>> check_dale_arguments(0.2, 1, True, None)
+        (0.2, 1.0, True, None)
+        >>> check_dale_arguments(0.2, 0, True, None)
+        Traceback (most recent call last):
+        ...
+        ValueError: rho must be in (0, 1], got 0
+    """
+    inh_ratio = check_real("inh_ratio", inh_ratio, low=0, high=1)
+    rho = check_real("rho", rho, low=0, high=1, low_inclusive=False)
+    inh_first = check_bool("inh_first", inh_first)
+    if seed is not None:
+        seed = check_int("seed", seed, low=0)
+    return inh_ratio, rho, inh_first, seed

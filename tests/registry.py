@@ -97,4 +97,102 @@ REGISTRY: List[RegularizationInfo] = [
     ),
     # --- connectome ----------------------------------------------------------------------------------------
     # --- losses --------------------------------------------------------------------------------------------
+    # Call-time inputs are Parameters too, so that the penalty has a gradient to check.
+    RegularizationInfo(
+        "EquilibriumLoss-inputs",
+        lambda dtype, seed: (nr.EquilibriumLoss(Lambda=0.5), tuple(make_params((2, 4, 6), dtype=dtype, seed=seed))),
+        lambda reg, args: F.equilibrium(args[0]).square().mean(),
+    ),
+    RegularizationInfo(
+        "EquilibriumLoss-held-axes",
+        lambda dtype, seed: (
+            nr.EquilibriumLoss(make_params((6, 5), dtype=dtype, seed=seed), level_axis=0, instance_axes=(0, 1)),
+            (),
+        ),
+        lambda reg, args: F.equilibrium(held(reg)[0], level_axis=0, instance_axes=(0, 1)).square().mean(),
+    ),
+    RegularizationInfo(
+        "EquilibriumLogitLoss-inputs",
+        lambda dtype, seed: (nr.EquilibriumLogitLoss(nu=2.0), tuple(make_params((3, 5, 7), dtype=dtype, seed=seed))),
+        lambda reg, args: F.equilibrium_logit(args[0]).mean(),
+    ),
+    RegularizationInfo(
+        "EquilibriumLogitLoss-held",
+        lambda dtype, seed: (
+            nr.EquilibriumLogitLoss(make_params((4, 10), (2, 3, 8), dtype=dtype, seed=seed), Lambda=0.7),
+            (),
+        ),
+        lambda reg, args: sum(F.equilibrium_logit(p).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "JSDivergenceLoss-inputs",
+        lambda dtype, seed: (
+            nr.JSDivergenceLoss(Lambda=3.0),
+            tuple(p.softmax(-1) for p in make_params((4, 6), (4, 6), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.js_divergence(*args, keepdims=False).mean(),
+    ),
+    RegularizationInfo(
+        "JSDivergenceLogitLoss-inputs-axis0",
+        lambda dtype, seed: (
+            nr.JSDivergenceLogitLoss(axis=0),
+            tuple(make_params((5, 3), (5, 3), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.js_divergence_logit(*args, axis=0).mean(),
+    ),
+    RegularizationInfo(
+        "JSDivergenceLogitLoss-held",
+        lambda dtype, seed: (
+            nr.JSDivergenceLogitLoss(
+                make_params((4, 6), (2, 3, 6), dtype=dtype, seed=seed),
+                Lambda=1.5,
+                target=make_params((6,), dtype=dtype, seed=seed + 1)[0].detach(),
+            ),
+            (),
+        ),
+        lambda reg, args: sum(F.js_divergence_logit(p, reg.target).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "SmoothnessLoss-inputs",
+        lambda dtype, seed: (
+            nr.SmoothnessLoss(n=2, pad_value=0.5, axis=0),
+            tuple(make_params((6, 3), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.smoothness(args[0], n=2, pad_value=0.5, axis=0).abs().sum(),
+    ),
+    RegularizationInfo(
+        "SmoothnessLoss-held",
+        lambda dtype, seed: (nr.SmoothnessLoss(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.3), ()),
+        lambda reg, args: sum(F.smoothness(p).abs().sum() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "BatchCorrelationLoss-inputs",
+        lambda dtype, seed: (
+            nr.BatchCorrelationLoss(),
+            tuple(make_params((8, 3, 2), (8,), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.batch_corr(*args).mean(),
+    ),
+    RegularizationInfo(
+        "BatchCorrelationLoss-signed",
+        lambda dtype, seed: (
+            nr.BatchCorrelationLoss(tol=0.1, abs=False, scalarisation=nr.scalarise.sum_scalarise()),
+            tuple(make_params((8, 4), (8,), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.batch_corr(*args, tol=0.1, abs=False).sum(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "BatchCorrelationLoss-held-auto",
+        lambda dtype, seed: (
+            nr.BatchCorrelationLoss(
+                make_params((12, 5), dtype=dtype, seed=seed),
+                tol="auto",
+                tol_sig=0.5,
+                target=make_params((12,), dtype=dtype, seed=seed + 1)[0].detach(),
+            ),
+            (),
+        ),
+        lambda reg, args: F.batch_corr(held(reg)[0], reg.target, tol="auto", tol_sig=0.5).mean(),
+    ),
 ]

@@ -1,0 +1,46 @@
+"""Helpers shared by the ported hypercoil score functions: the dtype to compute in, axis arguments, and the
+softmax over one or several axes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from neuroreg._validation import check_axes
+
+__all__ = ["Axes", "check_axes_spec", "compute_dtype", "log_softmax"]
+
+Axes = Union[int, Sequence[int]]
+
+# More dimensions than any tensor has: checking axes against it catches wrong types and repeated axes when
+# the tensor (and so the range) is not known yet, at a loss's construction.
+_ANY_NDIM = 64
+
+
+def check_axes_spec(name: str, axes: Axes) -> Axes:
+    """Return ``axes`` after checking it is an int or a sequence of distinct ints (the range is checked at
+    call time, against the tensor)."""
+    check_axes(name, axes, _ANY_NDIM)
+    return axes
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype to compute in: the tensors' promoted dtype, raised to float32 for float16/bfloat16, whose
+    sums, logarithms and softmaxes lose too much precision."""
+    dtype = functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def log_softmax(X: Tensor, axes: Tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Log-probabilities of the logits ``X`` over the (normalised, non-empty) ``axes``, in ``dtype``.
+
+    One axis takes PyTorch's fused kernel (which casts as it reads); several subtract a joint logsumexp.
+    Both are finite for any finite logits, which is what keeps the logit losses finite at ±1e4.
+    """
+    if len(axes) == 1:
+        return torch.log_softmax(X, axes[0], dtype=dtype)
+    X = X.to(dtype)
+    return X - torch.logsumexp(X, dim=axes, keepdim=True)

@@ -1,0 +1,43 @@
+"""Every example runs to the end as a script, and those that draw save their figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("script", ["quickstart.py", "neurotorch_style.py"])
+def test_script_runs(script: str) -> None:
+    assert run(script)
+
+
+def test_lightning_example_runs() -> None:
+    pytest.importorskip("lightning")
+    assert run("lightning_callback.py")
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the examples extra) is not installed")
+def test_parcellation_balances_parcels_and_saves_its_figure(tmp_path: Path) -> None:
+    out = tmp_path / "parcellation.png"
+    stdout = run("parcellation.py", "--out", str(out))
+    assert out.stat().st_size > 0
+    # The summary lines read "<run>: <sizes, largest first>".
+    summary = [line.split(":") for line in stdout.splitlines() if line.strip().startswith("task") and ":" in line]
+    sizes = {label.strip(): [float(value) for value in values.split()] for label, values in summary}
+    spread = {label: max(values) - min(values) for label, values in sizes.items()}
+    assert spread["task + equilibrium"] < 0.05 < spread["task only"]
