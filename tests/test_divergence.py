@@ -116,6 +116,29 @@ def test_gradcheck(function) -> None:
     assert torch.autograd.gradcheck(lambda p, q: function(p, q, axis=(0, 1)), inputs)
 
 
+@pytest.mark.parametrize(
+    ("shape_p", "shape_q", "axis", "keepdims"),
+    [
+        ((5, 7), (5, 7), -1, False),
+        ((5, 7), (7,), -1, True),
+        ((2, 5, 7), (5, 1), (0, 2), False),
+        ((3, 4), (3, 4), 0, True),
+    ],
+)
+def test_js_logit_closed_form_gradient_equals_autograd_of_the_terms(shape_p, shape_q, axis, keepdims) -> None:
+    P = torch.randn(shape_p, dtype=torch.float64, requires_grad=True)
+    Q = torch.randn(shape_q, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand_like(js_divergence_logit(P, Q, axis=axis, keepdims=keepdims))
+    closed = torch.autograd.grad((js_divergence_logit(P, Q, axis=axis, keepdims=keepdims) * weights).sum(), (P, Q))
+    terms = js_divergence_logit(P, Q, axis=axis, reduce=False).sum(axis, keepdim=keepdims)
+    expected = torch.autograd.grad((terms * weights).sum(), (P, Q))
+    for got, want in zip(closed, expected):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want)
+    only_p = torch.autograd.grad(js_divergence_logit(P, Q.detach(), axis=axis).sum(), P)[0]
+    assert torch.isfinite(only_p).all()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("function", DIVERGENCES)
 def test_reduced_precision_returns_the_input_dtype(function, dtype) -> None:

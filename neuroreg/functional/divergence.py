@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from neuroreg._validation import check_axes, check_bool, check_broadcastable, check_floating_tensor
 from neuroreg.functional._common import Axes, compute_dtype, log_softmax
@@ -117,8 +118,11 @@ def js_divergence_logit(
         JS = \tfrac{1}{2} \sum_x \left[ p_x (\log p_x - \log m_x) + q_x (\log q_x - \log m_x) \right], \quad
         \log m = \operatorname{logaddexp}(\log p, \log q) - \log 2
 
-    Works on log-softmaxes throughout (no probability is ever logged), so values and gradients are finite for
-    any finite logits, ±1e4 in float32 included.
+    Works on log-softmaxes (no probability of 0 is ever logged), so values and gradients are finite for any
+    finite logits, ±1e4 in float32 included. The summed divergence (``reduce=True``) has a closed-form
+    gradient, :math:`\partial JS / \partial P = \tfrac{1}{2}\, p \odot (\log p - \log m - KL(p \,\|\, m))`,
+    computed in one pass from the tensors the forward pass keeps (about twice as fast as differentiating the
+    dozen elementwise operations, with less memory); it is not twice differentiable.
 
     Args:
         P: Logits, floating point.
@@ -135,10 +139,50 @@ def js_divergence_logit(
         tensor([0.6931])
     """
     axes, dtype, out_dtype = _check(P, Q, axis, keepdims, reduce)
+    if reduce:
+        return _nonnegative(_JSDivergenceLogit.apply(P, Q, axes, keepdims, dtype)).to(out_dtype)
     log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
     log_m = torch.logaddexp(log_p, log_q) - math.log(2)
     terms = 0.5 * (log_p.exp() * (log_p - log_m) + log_q.exp() * (log_q - log_m))
     return _reduce(_nonnegative(terms), axes, keepdims, reduce, out_dtype)
+
+
+class _JSDivergenceLogit(torch.autograd.Function):
+    r"""Summed JS divergence of the softmaxes of two logit tensors, with its closed-form gradient.
+
+    With :math:`r_p = \log p - \log m`, :math:`JS = \tfrac12 (\sum p\, r_p + \sum q\, r_q)` and
+    :math:`\partial JS / \partial P = \tfrac12\, p \odot (r_p - \sum p\, r_p)` (the softmax's Jacobian
+    applied to :math:`\tfrac12 r_p`; the :math:`\log m` terms cancel because :math:`\sum (p + q) = 2`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, P: Tensor, Q: Tensor, axes: Tuple[int, ...], keepdims: bool, dtype: torch.dtype) -> Tensor:
+        log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
+        p, q = log_p.exp(), log_q.exp()
+        # m >= max(p, q) / 2 underflows only where both terms are below the smallest normal number: clamping
+        # keeps log m finite there, and p (log p - log m) is then ~0 either way.
+        log_m = (0.5 * (p + q)).clamp_min_(torch.finfo(dtype).tiny).log_()
+        ratio_p, ratio_q = log_p.sub_(log_m), log_q.sub_(log_m)
+        kl_p = (p * ratio_p).sum(axes, keepdim=True)
+        kl_q = (q * ratio_q).sum(axes, keepdim=True)
+        ctx.save_for_backward(p, q, ratio_p, ratio_q, kl_p, kl_q)
+        ctx.keepdims, ctx.inputs = keepdims, ((P.shape, P.dtype), (Q.shape, Q.dtype))
+        value = 0.5 * (kl_p + kl_q)
+        return value if keepdims else value.squeeze(axes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
+        p, q, ratio_p, ratio_q, kl_p, kl_q = ctx.saved_tensors
+        half_grad = 0.5 * (grad if ctx.keepdims else grad.reshape(kl_p.shape)).to(p.dtype)
+        grads = tuple(
+            # A broadcast input gets its gradient summed over the axes it was broadcast along.
+            (probs * (ratio - kl) * half_grad).sum_to_size(shape).to(dtype) if needed else None
+            for probs, ratio, kl, (shape, dtype), needed in zip(
+                (p, q), (ratio_p, ratio_q), (kl_p, kl_q), ctx.inputs, ctx.needs_input_grad
+            )
+        )
+        return (*grads, None, None, None)
 
 
 def _check(
