@@ -1,7 +1,15 @@
 """neuroreg: PyTorch regularizations for neural-network models of the brain."""
 
-from neuroreg import callbacks, functional, scalarise, schedules
+from neuroreg import callbacks, functional, init, scalarise, schedules
 from neuroreg.base import BaseRegularization, RegularizationList
+from neuroreg.connectome import (
+    DaleLaw,
+    DaleLawL2,
+    DaleSignPenalty,
+    ExcRatioTargetRegularization,
+    InhRatioTargetRegularization,
+    WeightsDistance,
+)
 from neuroreg.losses import (
     BatchCorrelationLoss,
     EquilibriumLogitLoss,
@@ -19,15 +27,22 @@ __all__ = [
     "L2",
     "BaseRegularization",
     "BatchCorrelationLoss",
+    "DaleLaw",
+    "DaleLawL2",
+    "DaleSignPenalty",
     "EquilibriumLogitLoss",
     "EquilibriumLoss",
+    "ExcRatioTargetRegularization",
+    "InhRatioTargetRegularization",
     "JSDivergenceLogitLoss",
     "JSDivergenceLoss",
     "Lp",
     "RegularizationList",
     "SmoothnessLoss",
+    "WeightsDistance",
     "callbacks",
     "functional",
+    "init",
     "scalarise",
     "schedules",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "check_keywords",
     "check_matrix",
     "check_names",
+    "check_open_unit",
     "check_real",
     "check_reference_tensors",
     "collect_parameters",
@@ -316,3 +317,15 @@ def check_dale_arguments(
     if seed is not None:
         seed = check_int("seed", seed, low=0)
     return inh_ratio, rho, inh_first, seed
+
+
+def check_open_unit(name: str, value: Any) -> float:
+    """Return ``value`` as a float after checking it is a real strictly between 0 and 1 (a target ratio).
+
+    Example:
+        >>> check_open_unit("exc_target_ratio", 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: exc_target_ratio must be in (0, 1), got 1.0
+    """
+    return check_real(name, value, low=0, high=1, low_inclusive=False, high_inclusive=False)

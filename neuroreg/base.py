@@ -36,6 +36,12 @@ class _HeldParameters(nn.ParameterList):
     def _apply(self, fn: Any, recurse: bool = True) -> _HeldParameters:
         return self
 
+    def __iter__(self) -> Iterator[nn.Parameter]:
+        # ParameterList's own __iter__ looks every element up by its string index through Module.__getattr__,
+        # ~3 µs each: at 200 parameters that is 0.6 ms per member per training step. Only ever appended to,
+        # so the insertion order of _parameters is the index order.
+        return iter(self._parameters.values())
+
 
 class BaseRegularization(nn.Module, BaseCallback):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.

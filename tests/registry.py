@@ -96,6 +96,82 @@ REGISTRY: List[RegularizationInfo] = [
         lambda reg, args: 0.5 * F.lp_norm(held(reg[0]), p=1) + 2.0 * F.lp_norm(held(reg[1][0]), p=2),
     ),
     # --- connectome ----------------------------------------------------------------------------------------
+    # Dale penalties take their references from dale_ with the build's seed, or from given weights.
+    RegularizationInfo(
+        "DaleLawL2-square-rect",
+        lambda dtype, seed: (nr.DaleLawL2(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), alpha=0.8,
+                                          Lambda=0.5, inh_ratio=0.25, seed=seed), ()),
+        lambda reg, args: F.dale_law_l2(held(reg), reg.reference_signs, alpha=0.8),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "DaleLaw-references",
+        lambda dtype, seed: (
+            nr.DaleLaw(make_params((5, 5), (3, 6), dtype=dtype, seed=seed), Lambda=0.3,
+                       reference_weights=[p.detach() for p in make_params((5, 5), (3, 6), seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: F.dale_law_l2(held(reg), reg.reference_signs, alpha=0.0),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "DaleSignPenalty",
+        lambda dtype, seed: (nr.DaleSignPenalty(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), Lambda=2.0,
+                                                rho=0.8, inh_first=False, seed=seed), ()),
+        lambda reg, args: F.dale_sign_penalty(held(reg), reg.reference_signs, p=2),
+    ),
+    RegularizationInfo(
+        "DaleSignPenalty-p1.5-references",
+        lambda dtype, seed: (
+            nr.DaleSignPenalty(make_params((4, 5), dtype=dtype, seed=seed), p=1.5,
+                               reference_weights=[make_params((4, 5), seed=seed + 1)[0].detach()]),
+            (),
+        ),
+        lambda reg, args: F.dale_sign_penalty(held(reg), reg.reference_signs, p=1.5),
+    ),
+    RegularizationInfo(
+        "ExcRatioTarget",
+        lambda dtype, seed: (
+            nr.ExcRatioTargetRegularization(make_params((8,), (4, 5), dtype=dtype, seed=seed), exc_target_ratio=0.7,
+                                            Lambda=0.4),
+            (),
+        ),
+        lambda reg, args: F.exc_ratio_penalty(held(reg), target=0.7),
+    ),
+    RegularizationInfo(
+        "ExcRatioTarget-tanh-autograd",
+        lambda dtype, seed: (
+            nr.ExcRatioTargetRegularization(make_params((6, 3), dtype=dtype, seed=seed), sign_func=torch.tanh), ()
+        ),
+        lambda reg, args: F.exc_ratio_penalty(held(reg), target=0.8, sign_func=torch.tanh),
+    ),
+    RegularizationInfo(
+        "InhRatioTarget",
+        lambda dtype, seed: (
+            nr.InhRatioTargetRegularization(make_params((10,), (3, 3), dtype=dtype, seed=seed), inh_target_ratio=0.3,
+                                            Lambda=1.5),
+            (),
+        ),
+        lambda reg, args: F.exc_ratio_penalty(held(reg), target=0.7),
+    ),
+    RegularizationInfo(
+        "WeightsDistance-p1",
+        lambda dtype, seed: (
+            nr.WeightsDistance(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.6,
+                               reference_weights=[p.detach() for p in make_params(*SHAPES, seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: F.weights_distance(held(reg), reg.reference_weights, p=1),
+    ),
+    RegularizationInfo(
+        "WeightsDistance-p2",
+        lambda dtype, seed: (
+            nr.WeightsDistance(make_params(*SHAPES, dtype=dtype, seed=seed), p=2,
+                               reference_weights=[p.detach() for p in make_params(*SHAPES, seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: F.weights_distance(held(reg), reg.reference_weights, p=2),
+    ),
     # --- losses --------------------------------------------------------------------------------------------
     # Call-time inputs are Parameters too, so that the penalty has a gradient to check.
     RegularizationInfo(

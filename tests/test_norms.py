@@ -87,7 +87,7 @@ def test_value_matches_numpy_and_properties(arrays, p, squared, Lambda) -> None:
     reg = nr.Lp(params, Lambda=Lambda, p=p, squared=squared)
     norms = [np.linalg.norm(a.ravel(), ord=p) for a in arrays]
     expected = Lambda * sum(n**2 if squared else n for n in norms)
-    value = float(reg())
+    value = float(reg().detach())
     assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert value >= 0
     if not any(a.any() for a in arrays):

@@ -1,0 +1,461 @@
+r"""Connectome regularizations: Dale's law (:class:`DaleLawL2`, :class:`DaleLaw`, :class:`DaleSignPenalty`),
+E/I ratio targets and the distance to reference weights.
+
+Convention for 2-D weights: entry :math:`(i, j)` is the connection from neuron :math:`i` (row) to neuron
+:math:`j` (column), so Dale's law (each neuron excitatory or inhibitory in all its outgoing connections) is
+a sign per row, as made by :func:`neuroreg.init.dale_`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from neuroreg._validation import (
+    check_callable,
+    check_dale_arguments,
+    check_keywords,
+    check_matrix,
+    check_open_unit,
+    check_real,
+    check_reference_tensors,
+)
+from neuroreg.base import BaseRegularization, ParamsLike
+from neuroreg.functional.connectome import (
+    dale_law_l2,
+    dale_law_l2_add_grad_,
+    dale_sign_penalty,
+    dale_sign_penalty_add_grad_,
+    exc_ratio,
+    exc_ratio_penalty,
+    exc_ratio_penalty_add_grad_,
+    weights_distance,
+    weights_distance_add_grad_,
+)
+from neuroreg.init import dale_
+
+__all__ = [
+    "DaleLaw",
+    "DaleLawL2",
+    "DaleSignPenalty",
+    "ExcRatioTargetRegularization",
+    "InhRatioTargetRegularization",
+    "WeightsDistance",
+]
+
+#: The keyword arguments of :func:`neuroreg.init.dale_` that the Dale penalties pass on, with its defaults.
+DALE_DEFAULTS: Dict[str, Any] = {"inh_ratio": 0.5, "rho": 0.99, "inh_first": True, "seed": None}
+_BASE_KEYWORDS = tuple(
+    name
+    for name, parameter in inspect.signature(BaseRegularization.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+
+
+def _held_buffers(reg: BaseRegularization, prefix: str, active: List[Tensor]) -> List[Tensor]:
+    """The buffers of ``active``, the parameters that :meth:`~BaseRegularization.regularized_parameters`
+    returned, in its order (frozen parameters keep their buffer but are skipped)."""
+    buffers = reg._buffer_list(prefix)
+    if len(active) == len(buffers):
+        # Nothing frozen: no second pass over the ParameterList (slow to iterate, and this runs every step).
+        return buffers
+    return [buffer for param, buffer in zip(reg.params, buffers) if param.requires_grad]
+
+
+class _SignReference(BaseRegularization):
+    """Holds 2-D weights and one reference sign matrix per weight (buffers ``reference_signs_{k}``)."""
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        reference_weights: Optional[Sequence[Tensor]],
+        Lambda: float,
+        optimizer: Optional[torch.optim.Optimizer],
+        kwargs: Dict[str, Any],
+    ) -> None:
+        owner = type(self).__name__
+        check_keywords(f"{owner} keyword arguments", kwargs, (*DALE_DEFAULTS, *_BASE_KEYWORDS))
+        dale_kwargs = {key: value for key, value in kwargs.items() if key in DALE_DEFAULTS}
+        if reference_weights is not None and dale_kwargs:
+            raise ValueError(
+                f"{owner}: dale_kwargs {sorted(dale_kwargs)} only apply when reference_weights is None "
+                "(the references are then drawn by neuroreg.init.dale_); got both"
+            )
+        inh_ratio, rho, inh_first, seed = check_dale_arguments(**{**DALE_DEFAULTS, **dale_kwargs})
+        base_kwargs = {key: value for key, value in kwargs.items() if key not in DALE_DEFAULTS}
+        super().__init__(params, Lambda, optimizer, **base_kwargs)
+        for name, param in zip(self.param_names, self.params):
+            check_matrix(f"params[{name!r}]", param)
+        drawn = {"inh_ratio": inh_ratio, "rho": rho, "inh_first": inh_first, "seed": seed}
+        if reference_weights is None:
+            # The k-th weight takes seed + k: weights of one shape get different references, and a single
+            # weight gets exactly dale_(..., seed=seed).
+            seeds = [None if seed is None else seed + k for k in range(len(self.params))]
+            references = [
+                dale_(torch.empty(p.shape, dtype=torch.float64), **{**drawn, "seed": k_seed})
+                for k_seed, p in zip(seeds, self.params)
+            ]
+        else:
+            references = check_reference_tensors("reference_weights", reference_weights, self.params)
+        #: The arguments the references were drawn with (empty when reference_weights were given).
+        self.dale_kwargs: Dict[str, Any] = drawn if reference_weights is None else {}
+        # Signs are taken before any cast, so a tiny reference weight cannot round to a zero sign.
+        signs = [torch.sign(r.to(torch.float64)) for r in references]
+        self._register_buffer_list("reference_signs", [s.to(p) for s, p in zip(signs, self.params)])
+
+    @property
+    def reference_signs(self) -> List[Tensor]:
+        """The reference sign matrices :math:`S_k`, one per held parameter (buffers ``reference_signs_{k}``)."""
+        return self._buffer_list("reference_signs")
+
+    def _active_signs(self, params: List[Tensor]) -> List[Tensor]:
+        return _held_buffers(self, "reference_signs", params)
+
+
+class DaleLawL2(_SignReference):
+    r"""Dale's law and L2 energy on connectomes, NeuroTorch's formula computed in :math:`O(nm)`.
+
+    .. math::
+        \mathcal{L} = \Lambda \sum_k \operatorname{tr}\!\big(W_k^\top (\alpha W_k - (1-\alpha) S_k)\big)
+                    = \Lambda \sum_k \sum_{ij} W_{k,ij} \big(\alpha W_{k,ij} - (1-\alpha) S_{k,ij}\big),
+        \qquad S_k = \operatorname{sign}(W_{k,\text{ref}})
+
+    :math:`\alpha = 0` is pure Dale's law (:class:`DaleLaw`), :math:`\alpha = 1` pure L2 energy (the sum of
+    squares). The entrywise form is the same number as the trace without its :math:`n \times n` product
+    (NeuroTorch's :math:`O(n^3)`). The gradient is :math:`\Lambda (2\alpha W_k - (1-\alpha) S_k)`, added in
+    joint mode by two multi-tensor kernels.
+
+    Mind what the formula rewards. With :math:`\alpha = 0` it is linear in :math:`W` and unbounded below:
+    it pushes every weight further in its reference sign's direction, forever (pair it with a decay, or
+    use :class:`DaleSignPenalty`). With :math:`0 < \alpha < 1` its minimum is
+    :math:`W = \frac{1-\alpha}{2\alpha} S`, a fixed magnitude on every prescribed connection, not "any
+    :math:`W` with the right signs".
+
+    Args:
+        params: The 2-D weights (see :class:`~neuroreg.BaseRegularization`); any other rank is a
+            ``ValueError``.
+        alpha: In [0, 1], the weight of the L2 term against Dale's law.
+        reference_weights: One tensor per parameter, same shape, whose signs are the references. Without
+            them, references are drawn by :func:`neuroreg.init.dale_` with ``dale_kwargs``.
+        Lambda: Weight of the penalty.
+        optimizer: As in :class:`~neuroreg.BaseRegularization`.
+        **kwargs: ``dale_kwargs`` — ``inh_ratio``, ``rho``, ``inh_first``, ``seed`` (the k-th parameter's
+            reference uses ``seed + k``), only without ``reference_weights`` — and ``name``, ``include``,
+            ``exclude``, ``priority``, ``save_state``, ``load_state``. Any other keyword is a ``ValueError``.
+
+    The sign matrices are buffers (:attr:`reference_signs`): in ``state_dict()``, moved by ``.to()``, so a
+    regularization rebuilt and loaded from a checkpoint has the same references.
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> w = torch.nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+        >>> ref = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])    # neuron 0 excitatory, neuron 1 inhibitory
+        >>> nr.DaleLawL2([w], alpha=0.5, reference_weights=[ref])()
+        tensor(9.3750, grad_fn=<MulBackward0>)
+        >>> reg = nr.DaleLawL2([w], alpha=0.8, inh_ratio=0.5, seed=0)   # references drawn by dale_
+        >>> reg.reference_signs[0]
+        tensor([[-1., -1.],
+                [ 1.,  1.]])
+    """
+
+    closed_form_grad = True
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        alpha: float = 0.8,
+        reference_weights: Optional[Sequence[Tensor]] = None,
+        Lambda: float = 1.0,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        **kwargs: Any,
+    ) -> None:
+        alpha = check_real("alpha", alpha, low=0, high=1)
+        super().__init__(params, reference_weights, Lambda, optimizer, kwargs)
+        self.alpha = alpha
+
+    def forward(self) -> Tensor:
+        params = self.regularized_parameters()
+        if not params:
+            return self._zero()
+        return dale_law_l2(params, self._active_signs(params), self.alpha)
+
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        dale_law_l2_add_grad_(grads, params, self._active_signs(params), self.alpha, scale=alpha)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, alpha={self.alpha:g}"
+
+
+class DaleLaw(DaleLawL2):
+    r"""Dale's law alone: :class:`DaleLawL2` with ``alpha = 0``.
+
+    .. math:: \mathcal{L} = -\Lambda \sum_k \operatorname{tr}(W_k^\top S_k) = -\Lambda \sum_k \langle W_k, S_k \rangle
+
+    Linear in the weights and unbounded below: each weight is pushed in its reference sign's direction at a
+    constant rate (gradient :math:`-\Lambda S_k`), including weights that already have the right sign. For a
+    penalty that is zero once the signs are right, see :class:`DaleSignPenalty`.
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> w = torch.nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+        >>> nr.DaleLaw([w], reference_weights=[torch.tensor([[1.0, 1.0], [-1.0, -1.0]])])()
+        tensor(4.5000, grad_fn=<MulBackward0>)
+    """
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        reference_weights: Optional[Sequence[Tensor]] = None,
+        Lambda: float = 1.0,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(params, 0.0, reference_weights, Lambda, optimizer, **kwargs)
+
+
+class DaleSignPenalty(_SignReference):
+    r"""A bounded Dale's-law penalty: zero exactly when every weight has its reference sign (or is zero).
+
+    .. math::
+        \mathcal{L} = \Lambda \sum_k \sum_{ij} \operatorname{relu}\!\big(-W_{k,ij} S_{k,ij}\big)^p,
+        \qquad S_k = \operatorname{sign}(W_{k,\text{ref}})
+
+    Only wrong-signed weights cost anything, and they are pulled toward zero (gradient
+    :math:`-p \Lambda S \operatorname{relu}(-W \circ S)^{p-1}`); weights of the right sign, and connections
+    whose reference is zero, are left to the task. Unlike :class:`DaleLaw` the penalty is bounded below (by 0),
+    so it can be weighted strongly without driving the weights to infinity. Not in NeuroTorch.
+
+    Args:
+        params: The 2-D weights.
+        reference_weights: As in :class:`DaleLawL2`.
+        Lambda: Weight of the penalty.
+        p: Exponent, a real >= 1: 2 (default) is smooth; 1 penalizes the wrong-signed magnitudes linearly
+            (subgradient 0 at a zero weight).
+        **kwargs: ``optimizer``, the ``dale_kwargs`` and the base keywords, as in :class:`DaleLawL2`.
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> w = torch.nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, -3.0]]))
+        >>> reg = nr.DaleSignPenalty([w], reference_weights=[torch.tensor([[1.0, 1.0], [-1.0, -1.0]])])
+        >>> reg()     # the violations are -2 (row 0 excitatory) and 0.5 (row 1 inhibitory)
+        tensor(4.2500, grad_fn=<MulBackward0>)
+    """
+
+    closed_form_grad = True
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        reference_weights: Optional[Sequence[Tensor]] = None,
+        Lambda: float = 1.0,
+        p: float = 2,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        **kwargs: Any,
+    ) -> None:
+        p = check_real("p", p, low=1)
+        super().__init__(params, reference_weights, Lambda, optimizer, kwargs)
+        self.p = p
+
+    def forward(self) -> Tensor:
+        params = self.regularized_parameters()
+        if not params:
+            return self._zero()
+        return dale_sign_penalty(params, self._active_signs(params), self.p)
+
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        dale_sign_penalty_add_grad_(grads, params, self._active_signs(params), self.p, alpha=alpha)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p:g}"
+
+
+class ExcRatioTargetRegularization(BaseRegularization):
+    r"""Pulls the soft excitatory ratio of each parameter toward a target (NeuroTorch's formula).
+
+    .. math::
+        \mathcal{L} = \Lambda \sum_k \big|\operatorname{mean}(\sigma(W_k)) + 1 - 2\,t\big|
+                    = 2 \Lambda \sum_k |r_k - t|, \qquad r_k = \frac{\operatorname{mean}(\sigma(W_k)) + 1}{2}
+
+    with :math:`\sigma` the soft sign (default ``torch.nn.Softsign()``) and :math:`t` the target
+    excitatory ratio. With the default soft sign the gradient has a closed form (joint mode builds no
+    autograd graph); with a custom ``sign_func`` it is left to autograd (``closed_form_grad`` is then
+    ``False`` for that instance).
+
+    Args:
+        params: What to regularize (any rank: typically per-neuron sign parameters, or weights).
+        exc_target_ratio: The target :math:`t`, strictly in (0, 1).
+        Lambda: Weight of the penalty.
+        sign_func: The soft sign :math:`\sigma`, a callable tensor -> tensor (default softsign).
+        **kwargs: ``optimizer``, ``name``, ``include``, ``exclude``, ``priority``, ``save_state``,
+            ``load_state`` (see :class:`~neuroreg.BaseRegularization`).
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> signs = torch.nn.Parameter(torch.tensor([3.0, 1.0, 1.0, -1.0]))
+        >>> reg = nr.ExcRatioTargetRegularization([signs], exc_target_ratio=0.5, sign_func=torch.sign)
+        >>> reg(), reg.get_params_exc_ratio(), reg.get_params_inh_ratio()
+        (tensor(0.5000, grad_fn=<MulBackward0>), [0.75], [0.25])
+    """
+
+    closed_form_grad = True
+    _ratio_key = "exc_ratio"
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        exc_target_ratio: float = 0.8,
+        Lambda: float = 1.0,
+        sign_func: Optional[Callable[[Tensor], Tensor]] = None,
+        **kwargs: Any,
+    ) -> None:
+        target = check_open_unit("exc_target_ratio", exc_target_ratio)
+        if sign_func is not None:
+            check_callable("sign_func", sign_func)
+        super().__init__(params, Lambda, **kwargs)
+        self.exc_target_ratio = target
+        self.sign_func = nn.Softsign() if sign_func is None else sign_func
+        self._softsign = sign_func is None
+        # The closed form is softsign's: any other sign function leaves the gradient to autograd.
+        self.closed_form_grad = self._softsign
+
+    def forward(self) -> Tensor:
+        params = self.regularized_parameters()
+        if not params:
+            return self._zero()
+        return exc_ratio_penalty(params, self.exc_target_ratio, self._sign_func_or_default())
+
+    def _sign_func_or_default(self) -> Optional[Callable[[Tensor], Tensor]]:
+        # None selects the functional's softsign, the form its closed-form gradient is written for.
+        return None if self._softsign else self.sign_func
+
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        exc_ratio_penalty_add_grad_(grads, params, self.exc_target_ratio, alpha=alpha)
+
+    def get_params_exc_ratio(self) -> List[float]:
+        """The soft excitatory ratio :math:`r_k` of each held parameter, as floats."""
+        if len(self.params) == 0:
+            return []
+        with torch.no_grad():
+            return exc_ratio(list(self.params), self._sign_func_or_default()).tolist()
+
+    def get_params_inh_ratio(self) -> List[float]:
+        """The soft inhibitory ratio :math:`1 - r_k` of each held parameter, as floats."""
+        return [1 - ratio for ratio in self.get_params_exc_ratio()]
+
+    def _ratio_report(self) -> Tuple[List[float], float]:
+        values = self.last_values()
+        if not values:
+            with torch.no_grad():
+                self()
+            values = self.last_values()
+        return self.get_params_exc_ratio(), values[self.name]
+
+    def on_pbar_update(self, trainer: Any = None, **kwargs: Any) -> Dict[str, Any]:
+        """``{"exc_ratio": [r_k, ...], "exc_ratio_loss": Lambda * penalty}`` for the progress bar."""
+        ratios, loss = self._ratio_report()
+        return {"exc_ratio": ratios, "exc_ratio_loss": loss}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, exc_target_ratio={self.exc_target_ratio:g}"
+
+
+class InhRatioTargetRegularization(ExcRatioTargetRegularization):
+    r""":class:`ExcRatioTargetRegularization` with a target *inhibitory* ratio :math:`t_I` (the excitatory
+    target is :math:`1 - t_I`).
+
+    .. math:: \mathcal{L} = \Lambda \sum_k \big|\operatorname{mean}(\sigma(W_k)) - 1 + 2\,t_I\big|
+
+    Takes the same keyword arguments as :class:`ExcRatioTargetRegularization` (``sign_func``,
+    ``optimizer``, ``name``, ``priority``, ...), which NeuroTorch's does not, and reports the inhibitory
+    ratio.
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> signs = torch.nn.Parameter(torch.tensor([3.0, 1.0, 1.0, -1.0]))
+        >>> reg = nr.InhRatioTargetRegularization([signs], inh_target_ratio=0.25, sign_func=torch.sign)
+        >>> reg(), reg.exc_target_ratio
+        (tensor(0., grad_fn=<MulBackward0>), 0.75)
+    """
+
+    def __init__(
+        self,
+        params: ParamsLike,
+        inh_target_ratio: float = 0.2,
+        Lambda: float = 1.0,
+        sign_func: Optional[Callable[[Tensor], Tensor]] = None,
+        **kwargs: Any,
+    ) -> None:
+        target = check_open_unit("inh_target_ratio", inh_target_ratio)
+        super().__init__(params, 1 - target, Lambda, sign_func, **kwargs)
+        self.inh_target_ratio = target
+
+    def on_pbar_update(self, trainer: Any = None, **kwargs: Any) -> Dict[str, Any]:
+        """``{"inh_ratio": [1 - r_k, ...], "inh_ratio_loss": Lambda * penalty}`` for the progress bar."""
+        ratios, loss = self._ratio_report()
+        return {"inh_ratio": [1 - ratio for ratio in ratios], "inh_ratio_loss": loss}
+
+    def extra_repr(self) -> str:
+        return f"{BaseRegularization.extra_repr(self)}, inh_target_ratio={self.inh_target_ratio:g}"
+
+
+class WeightsDistance(BaseRegularization):
+    r"""Sum of the entrywise p-norms of the differences between the parameters and reference weights.
+
+    .. math:: \mathcal{L} = \Lambda \sum_k \lVert W_k - W_{k,\text{ref}} \rVert_p
+
+    The norm is entrywise whatever the rank (NeuroTorch takes a matrix norm of 2-D weights: for ``p = 1``
+    the largest column sum). The references are copied into buffers (:attr:`reference_weights`: in
+    ``state_dict()``, moved by ``.to()``), so passing a parameter's current values keeps them as they are now.
+
+    Args:
+        params: What to regularize.
+        reference_weights: One tensor per parameter, same shape.
+        Lambda: Weight of the penalty.
+        p: Order of the norm, a real > 0 or ``math.inf`` (for ``p = 1`` the subgradient is 0 where a weight
+            equals its reference).
+        **kwargs: ``optimizer`` and the base keywords (see :class:`~neuroreg.BaseRegularization`).
+
+    Example:
+        >>> import torch, neuroreg as nr
+        >>> w = torch.nn.Parameter(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        >>> reg = nr.WeightsDistance([w], reference_weights=[w.detach()], p=1)   # a copy of w now
+        >>> with torch.no_grad():
+        ...     _ = w.add_(torch.tensor([[0.5, 0.0], [0.0, -1.0]]))
+        >>> reg()
+        tensor(1.5000, grad_fn=<MulBackward0>)
+    """
+
+    closed_form_grad = True
+
+    def __init__(
+        self, params: ParamsLike, reference_weights: Sequence[Tensor], Lambda: float = 1.0, p: float = 1, **kwargs: Any
+    ) -> None:
+        p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+        super().__init__(params, Lambda, **kwargs)
+        references = check_reference_tensors("reference_weights", reference_weights, self.params)
+        self._register_buffer_list(
+            "reference_weights",
+            [r.to(device=param.device, dtype=param.dtype, copy=True) for r, param in zip(references, self.params)],
+        )
+        self.p = p
+
+    @property
+    def reference_weights(self) -> List[Tensor]:
+        """The reference weights, one per held parameter (buffers ``reference_weights_{k}``)."""
+        return self._buffer_list("reference_weights")
+
+    def forward(self) -> Tensor:
+        params = self.regularized_parameters()
+        if not params:
+            return self._zero()
+        return weights_distance(params, _held_buffers(self, "reference_weights", params), self.p)
+
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        references = _held_buffers(self, "reference_weights", params)
+        weights_distance_add_grad_(grads, params, references, self.p, alpha=alpha)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p:g}"
