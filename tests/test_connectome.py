@@ -4,10 +4,8 @@ reference buffers, bad input, and the sign penalty acting in a trainer."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,9 +135,11 @@ def test_frozen_parameters_keep_their_references_but_are_skipped() -> None:
 @pytest.mark.parametrize(
     "build",
     [
-        lambda params, seed: nr.DaleLawL2(params, alpha=0.7, seed=seed),
-        lambda params, seed: nr.DaleLaw(params, seed=seed),
-        lambda params, seed: nr.DaleSignPenalty(params, p=1, inh_ratio=0.4, seed=seed),
+        # Random inhibitory neurons and a sparse pattern, so that two draws give different penalties (with
+        # inh_first, the row signs are fixed and only the sparsity pattern differs between draws).
+        lambda params, seed: nr.DaleLawL2(params, alpha=0.7, inh_first=False, rho=0.5, seed=seed),
+        lambda params, seed: nr.DaleLaw(params, inh_first=False, rho=0.5, seed=seed),
+        lambda params, seed: nr.DaleSignPenalty(params, p=1, inh_ratio=0.4, inh_first=False, rho=0.5, seed=seed),
     ],
     ids=["DaleLawL2", "DaleLaw", "DaleSignPenalty"],
 )
@@ -444,18 +444,3 @@ def test_sign_penalty_as_a_callback_trains_on_the_sum_and_removes_violations(p: 
     assert violations(trained, reg) <= (2 if p == 1 else before // 2)
     remaining = F.dale_sign_penalty(trained[0::2], reg.reference_signs, p)
     assert remaining < 1e-3 * F.dale_sign_penalty(without[0::2], reg.reference_signs, p)
-
-
-# --- the example ------------------------------------------------------------------------------------------------
-def test_dale_rnn_example_runs_and_saves_its_figure(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("tqdm")
-    path = Path(__file__).resolve().parents[1] / "examples" / "dale_rnn.py"
-    spec = importlib.util.spec_from_file_location("dale_rnn_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    out = tmp_path / "curves.png"
-    history = example.main(["--epochs", "3", "--batches", "2", "--hidden", "16", "--out", str(out), "--quiet"])
-    assert out.exists() and out.stat().st_size > 0
-    assert len(history["task_loss"]) == 3
-    assert history["sign_match"][-1] > history["sign_match"][0]

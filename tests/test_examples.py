@@ -41,3 +41,16 @@ def test_parcellation_balances_parcels_and_saves_its_figure(tmp_path: Path) -> N
     sizes = {label.strip(): [float(value) for value in values.split()] for label, values in summary}
     spread = {label: max(values) - min(values) for label, values in sizes.items()}
     assert spread["task + equilibrium"] < 0.05 < spread["task only"]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the examples extra) is not installed")
+def test_dale_rnn_learns_the_signs_and_saves_its_figure(tmp_path: Path) -> None:
+    pytest.importorskip("tqdm")
+    spec = importlib.util.spec_from_file_location("dale_rnn_example", EXAMPLES / "dale_rnn.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "curves.png"
+    history = example.main(["--epochs", "3", "--batches", "2", "--hidden", "16", "--out", str(out), "--quiet"])
+    assert out.stat().st_size > 0
+    assert len(history["task_loss"]) == 3
+    assert history["sign_match"][-1] > history["sign_match"][0]
