@@ -82,6 +82,36 @@ def test_fit_without_the_callback_differs_and_l1_shrinks(tmp_path) -> None:
     assert with_reg.net[0].weight.abs().sum() < without.net[0].weight.abs().sum()
 
 
+def test_fit_with_a_sign_penalty_equals_sgd_on_the_sum_and_removes_sign_violations(tmp_path) -> None:
+    batches = make_batches(12)
+
+    def sign_penalty(model: nn.Module) -> nr.DaleSignPenalty:
+        return nr.DaleSignPenalty(model, Lambda=4.0, include="*.weight", inh_ratio=0.25, rho=1.0, seed=0)
+
+    def violations(model: nn.Module, reg: nr.DaleSignPenalty) -> int:
+        weights = [model[0].weight, model[2].weight]
+        return sum(int((w.detach() * s < 0).sum()) for w, s in zip(weights, reg.reference_signs))
+
+    module, without = Module(), Module()
+    reg = sign_penalty(module.net)
+    before = violations(module.net, reg)
+    fit(module, RegularizationCallback(reg), batches, tmp_path)
+    fit(without, RegularizationCallback(nr.L1(without.net, Lambda=0.0), log=False), batches, tmp_path)
+
+    model = seeded_model()
+    reference = sign_penalty(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for x, y in batches:
+        optimizer.zero_grad()
+        (nn.functional.mse_loss(model(x), y) + reference()).backward()
+        optimizer.step()
+    for a, b in zip(parameters_of(module.net), parameters_of(model)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert violations(without.net, reg) > 20 and before > 20
+    assert violations(module.net, reg) <= before // 2
+    assert float(reg().detach()) < 1e-3 * float(sign_penalty(without.net)().detach())
+
+
 def test_separate_mode_and_schedule_in_fit(tmp_path) -> None:
     module = Module()
     reg = nr.L1(module.net, Lambda=nr.schedules.StepWise([2], [0.0, 0.1]),
