@@ -56,10 +56,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple:
-        params = list(ctx.saved_tensors)
-        grads = ctx.reg._closed_form_grads(params, 1.0)
-        torch._foreach_mul_(grads, grad)
-        return (None, *grads)
+        return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
 class BaseRegularization(nn.Module, BaseCallback):
@@ -294,11 +291,17 @@ class BaseRegularization(nn.Module, BaseCallback):
             and not torch.compiler.is_compiling()
         )
 
-    def _closed_form_grads(self, params: List[Tensor], alpha: float) -> List[Tensor]:
-        """``alpha * ∂penalty/∂p`` for each of ``params``, as new tensors, from the closed form."""
+    def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
+        """``alpha * ∂penalty/∂p`` for each of ``params``, as new tensors, from the closed form (``alpha`` a
+        float, or a 0-d tensor in the backward pass: scaling by it there needs no host sync). A subclass may
+        override it with fewer passes over memory."""
         grads = [torch.zeros_like(p) for p in params]
         with torch.no_grad():
-            self._add_penalty_grad_(params, grads, alpha)
+            if isinstance(alpha, Tensor):
+                self._add_penalty_grad_(params, grads, 1.0)
+                torch._foreach_mul_(grads, alpha)
+            else:
+                self._add_penalty_grad_(params, grads, alpha)
         return grads
 
     def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
