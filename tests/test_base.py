@@ -393,3 +393,15 @@ def test_functional_rejects_non_tensors() -> None:
         lp_norm([[1.0, 2.0]])
     with pytest.raises(TypeError, match="floating-point"):
         lp_norm([torch.tensor([1, 2])])
+
+
+def test_direct_call_is_first_order_and_forward_gives_higher_orders() -> None:
+    w = nn.Parameter(torch.randn(3, 3, dtype=torch.float64))
+    reg = nr.L2([w], Lambda=0.5, squared=True)
+    (first,) = torch.autograd.grad(reg(), w, create_graph=True)
+    torch.testing.assert_close(first, w.detach())
+    with pytest.raises(RuntimeError, match="does not require grad"):  # the closed form is first order
+        torch.autograd.grad(first.sum(), w)
+    (first,) = torch.autograd.grad(reg.Lambda * reg.forward(), w, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), w)
+    torch.testing.assert_close(second, torch.ones_like(w))
