@@ -209,6 +209,18 @@ REGISTRY: List[RegularizationInfo] = [
         lambda reg, args: F.js_divergence(*args, keepdims=False).mean(),
     ),
     RegularizationInfo(
+        "JSDivergenceLoss-held",
+        lambda dtype, seed: (
+            nr.JSDivergenceLoss(
+                [nn.Parameter(p.detach().softmax(-1)) for p in make_params((3, 5), (2, 2, 5), dtype=dtype, seed=seed)],
+                Lambda=0.5,
+                target=make_params((5,), dtype=dtype, seed=seed + 1)[0].detach().softmax(-1),
+            ),
+            (),
+        ),
+        lambda reg, args: sum(F.js_divergence(p, reg.target, keepdims=False).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
         "JSDivergenceLogitLoss-inputs-axis0",
         lambda dtype, seed: (
             nr.JSDivergenceLogitLoss(axis=0),
