@@ -203,6 +203,19 @@ def collect_parameters(
     return names, kept
 
 
+def check_grads(grads: Sequence[Tensor], tensors: Sequence[Tensor]) -> None:
+    """Check that ``grads`` holds one gradient per tensor (the ``*_add_grad_`` functions' contract).
+
+    Example:
+        >>> check_grads([], [torch.zeros(2)])
+        Traceback (most recent call last):
+        ...
+        ValueError: grads must hold one tensor per tensor: 1 tensors, 0 grads
+    """
+    if len(grads) != len(tensors):
+        raise ValueError(f"grads must hold one tensor per tensor: {len(tensors)} tensors, {len(grads)} grads")
+
+
 def check_reference_tensors(name: str, references: Any, params: Sequence[Tensor]) -> List[Tensor]:
     """Check ``references`` gives one tensor per parameter, each of that parameter's shape.
 

@@ -10,7 +10,7 @@ from typing import Literal, Tuple, Union
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_bool, check_choice, check_floating_tensor, check_int, check_real
+from neuroreg._validation import check_bool, check_choice, check_floating_tensor, check_int, check_open_unit, check_real
 from neuroreg.functional._common import compute_dtype
 
 __all__ = ["auto_tol", "batch_corr"]
@@ -43,7 +43,7 @@ def auto_tol(batch_size: int, significance: float = 0.1, tails: int = 2) -> floa
         0.3783
     """
     batch_size = check_int("batch_size", batch_size, low=3)
-    significance = check_real("significance", significance, low=0, high=1, low_inclusive=False, high_inclusive=False)
+    significance = check_open_unit("significance", significance)
     tails = check_choice("tails", check_int("tails", tails), (1, 2))
     return _auto_tol(batch_size, significance, tails)
 
@@ -124,5 +124,5 @@ def _centred(X: Tensor) -> Tensor:
 def _options(*, tol: Tolerance, tol_sig: float, abs: bool) -> Tuple[Tolerance, float, bool]:
     """Check :func:`batch_corr`'s options (also at a loss's construction)."""
     tol = check_choice("tol", tol, ("auto",)) if isinstance(tol, str) else check_real("tol", tol, low=0)
-    tol_sig = check_real("tol_sig", tol_sig, low=0, high=1, low_inclusive=False, high_inclusive=False)
+    tol_sig = check_open_unit("tol_sig", tol_sig)
     return tol, tol_sig, check_bool("abs", abs)

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_callable, check_open_unit, check_real, check_reference_tensors
+from neuroreg._validation import check_callable, check_grads, check_open_unit, check_real, check_reference_tensors
 from neuroreg.functional._multi_tensor import as_tensor_list, group_by_device_and_dtype, sum_scalars
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_
 
@@ -42,11 +42,6 @@ def _with_references(name: str, tensors: Tensors, references: Tensors) -> Tuple[
         r if r.dtype == t.dtype and r.device == t.device else r.to(device=t.device, dtype=t.dtype)
         for r, t in zip(references, tensors)
     ]
-
-
-def _check_grads(grads: List[Tensor], tensors: List[Tensor]) -> None:
-    if len(grads) != len(tensors):
-        raise ValueError(f"grads must hold one tensor per tensor: {len(tensors)} tensors, {len(grads)} grads")
 
 
 def _check_alpha(alpha: float) -> float:
@@ -127,7 +122,7 @@ def dale_law_l2_add_grad_(
     alpha = _check_alpha(alpha)
     scale = check_real("scale", scale)
     tensors, signs = _with_references("signs", tensors, signs)
-    _check_grads(grads, tensors)
+    check_grads(grads, tensors)
     with torch.no_grad():
         for group in group_by_device_and_dtype(tensors):
             gs = [grads[i] for i in group]
@@ -199,7 +194,7 @@ def dale_sign_penalty_add_grad_(
     """
     p = _check_p_sign(p)
     tensors, signs = _with_references("signs", tensors, signs)
-    _check_grads(grads, tensors)
+    check_grads(grads, tensors)
     with torch.no_grad():
         for group in group_by_device_and_dtype(tensors):
             ss = [signs[i] for i in group]
@@ -295,7 +290,7 @@ def exc_ratio_penalty_add_grad_(grads: List[Tensor], tensors: Tensors, target: f
     """
     target = check_open_unit("target", target)
     tensors = as_tensor_list("tensors", tensors)
-    _check_grads(grads, tensors)
+    check_grads(grads, tensors)
     with torch.no_grad():
         for group in group_by_device_and_dtype(tensors):
             ts = [tensors[i] for i in group]
@@ -352,7 +347,7 @@ def weights_distance_add_grad_(
         tensor([[1., 0.]])
     """
     tensors, references = _with_references("references", tensors, references)
-    _check_grads(grads, tensors)
+    check_grads(grads, tensors)
     if not tensors:
         return
     with torch.no_grad():

@@ -9,7 +9,7 @@ from typing import List, Union
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_bool, check_real
+from neuroreg._validation import check_bool, check_grads, check_real
 from neuroreg.functional._multi_tensor import as_tensor_list, group_by_device_and_dtype, sum_scalars
 
 __all__ = ["lp_norm", "lp_norm_add_grad_", "lp_norm_grad"]
@@ -89,8 +89,7 @@ def lp_norm_add_grad_(
         tensor([ 6., -8.])
     """
     tensors, p, squared = _check(tensors, p, squared)
-    if len(grads) != len(tensors):
-        raise ValueError(f"grads must hold one tensor per tensor: {len(tensors)} tensors, {len(grads)} grads")
+    check_grads(grads, tensors)
     with torch.no_grad():
         for group in group_by_device_and_dtype(tensors):
             ts = [tensors[i] for i in group]
