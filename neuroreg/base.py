@@ -227,6 +227,10 @@ class BaseRegularization(nn.Module, BaseCallback):
         """The buffers registered by :meth:`_register_buffer_list`, in parameter order."""
         return [self._buffers[f"{prefix}_{index}"] for index in range(len(self.params))]
 
+    def _regularized_buffers(self, prefix: str) -> List[Tensor]:
+        """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
+        return [buffer for param, buffer in zip(self.params, self._buffer_list(prefix)) if param.requires_grad]
+
     def regularized_parameters(self) -> List[nn.Parameter]:
         """The held parameters that the penalty acts on now (frozen ones are skipped)."""
         return [p for p in self.params if p.requires_grad]

@@ -55,16 +55,6 @@ _BASE_KEYWORDS = tuple(
 )
 
 
-def _held_buffers(reg: BaseRegularization, prefix: str, active: List[Tensor]) -> List[Tensor]:
-    """The buffers of ``active``, the parameters that :meth:`~BaseRegularization.regularized_parameters`
-    returned, in its order (frozen parameters keep their buffer but are skipped)."""
-    buffers = reg._buffer_list(prefix)
-    if len(active) == len(buffers):
-        # Nothing frozen: no second pass over the ParameterList (slow to iterate, and this runs every step).
-        return buffers
-    return [buffer for param, buffer in zip(reg.params, buffers) if param.requires_grad]
-
-
 class _SignReference(BaseRegularization):
     """Holds 2-D weights and one reference sign matrix per weight (buffers ``reference_signs_{k}``)."""
 
@@ -111,8 +101,6 @@ class _SignReference(BaseRegularization):
         """The reference sign matrices :math:`S_k`, one per held parameter (buffers ``reference_signs_{k}``)."""
         return self._buffer_list("reference_signs")
 
-    def _active_signs(self, params: List[Tensor]) -> List[Tensor]:
-        return _held_buffers(self, "reference_signs", params)
 
 
 class DaleLawL2(_SignReference):
@@ -180,10 +168,10 @@ class DaleLawL2(_SignReference):
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return dale_law_l2(params, self._active_signs(params), self.alpha)
+        return dale_law_l2(params, self._regularized_buffers("reference_signs"), self.alpha)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        dale_law_l2_add_grad_(grads, params, self._active_signs(params), self.alpha, scale=alpha)
+        dale_law_l2_add_grad_(grads, params, self._regularized_buffers("reference_signs"), self.alpha, scale=alpha)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, alpha={self.alpha:g}"
@@ -263,10 +251,10 @@ class DaleSignPenalty(_SignReference):
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return dale_sign_penalty(params, self._active_signs(params), self.p)
+        return dale_sign_penalty(params, self._regularized_buffers("reference_signs"), self.p)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        dale_sign_penalty_add_grad_(grads, params, self._active_signs(params), self.p, alpha=alpha)
+        dale_sign_penalty_add_grad_(grads, params, self._regularized_buffers("reference_signs"), self.p, alpha=alpha)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p:g}"
@@ -317,9 +305,8 @@ class ExcRatioTargetRegularization(BaseRegularization):
         super().__init__(params, Lambda, **kwargs)
         self.exc_target_ratio = target
         self.sign_func = nn.Softsign() if sign_func is None else sign_func
-        self._softsign = sign_func is None
         # The closed form is softsign's: any other sign function leaves the gradient to autograd.
-        self.closed_form_grad = self._softsign
+        self.closed_form_grad = sign_func is None
 
     def forward(self) -> Tensor:
         params = self.regularized_parameters()
@@ -329,7 +316,7 @@ class ExcRatioTargetRegularization(BaseRegularization):
 
     def _sign_func_or_default(self) -> Optional[Callable[[Tensor], Tensor]]:
         # None selects the functional's softsign, the form its closed-form gradient is written for.
-        return None if self._softsign else self.sign_func
+        return None if self.closed_form_grad else self.sign_func
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         exc_ratio_penalty_add_grad_(grads, params, self.exc_target_ratio, alpha=alpha)
@@ -451,10 +438,10 @@ class WeightsDistance(BaseRegularization):
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return weights_distance(params, _held_buffers(self, "reference_weights", params), self.p)
+        return weights_distance(params, self._regularized_buffers("reference_weights"), self.p)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        references = _held_buffers(self, "reference_weights", params)
+        references = self._regularized_buffers("reference_weights")
         weights_distance_add_grad_(grads, params, references, self.p, alpha=alpha)
 
     def extra_repr(self) -> str:

@@ -67,7 +67,7 @@ class _ScalarisedLoss(BaseRegularization):
                 f"first positional argument, nu, is Lambda here (pass Lambda= or nu=)"
             )
         if nu is not None:
-            if Lambda is not nu and Lambda != 1.0 and Lambda != nu:
+            if Lambda != 1.0 and Lambda != nu:
                 raise ValueError(
                     f"nu is another name for Lambda: give one, or equal values, got Lambda={Lambda!r}, nu={nu!r}"
                 )
