@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, List
 
 import pytest
@@ -283,35 +289,73 @@ def test_resuming_from_a_checkpoint_continues_exactly() -> None:
 
 
 # --- DistributedDataParallel on gloo -----------------------------------------------------------------------------
-def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, batches: list) -> None:
+# Every step of the rendezvous has a deadline, so that a machine where two processes cannot talk over loopback
+# skips this test instead of hanging the suite: gloo's own default timeout is 30 minutes per operation.
+DDP_WORLD_SIZE, DDP_BATCHES = 2, 4
+DDP_TIMEOUT = timedelta(seconds=60)
+
+
+def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    # Loopback by name: gloo otherwise binds to whatever address the host name resolves to.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo0" if sys.platform == "darwin" else "lo"
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=DDP_TIMEOUT)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=DDP_WORLD_SIZE, timeout=DDP_TIMEOUT)
     try:
+        dist.barrier()
+        Path(out_dir, f"ready{rank}").touch()
         model = seeded_model()
         ddp = nn.parallel.DistributedDataParallel(model)
         reg = l1_list(model)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=LR)
-        for x, y in batches:
-            shard = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
+        for x, y in make_batches(DDP_BATCHES):
+            shard = slice(rank * len(x) // DDP_WORLD_SIZE, (rank + 1) * len(x) // DDP_WORLD_SIZE)
             optimizer.zero_grad()
             nn.functional.mse_loss(ddp(x[shard]), y[shard]).backward()
             reg.accumulate_grad()
             optimizer.step()
-        torch.save(parameters_of(model), f"{out_dir}/rank{rank}.pt")
+        torch.save(parameters_of(model), Path(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_distributed_data_parallel_replicas_match_single_process_training(tmp_path) -> None:
+def test_distributed_data_parallel_replicas_match_single_process_training(tmp_path: Path) -> None:
+    import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    batches = make_batches(4)
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path), batches), nprocs=2, join=True)
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not built in")
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname(), 5):
+            pass
+    except OSError as error:
+        pytest.skip(f"no TCP on loopback here: {error}")
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=DDP_TIMEOUT, wait_for_workers=False)
+    workers = mp.start_processes(
+        _ddp_worker, args=(store.port, str(tmp_path)), nprocs=DDP_WORLD_SIZE, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 3 * DDP_TIMEOUT.total_seconds()
+    try:
+        while not workers.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                break
+    except mp.ProcessRaisedException as error:
+        if not all((tmp_path / f"ready{rank}").exists() for rank in range(DDP_WORLD_SIZE)):
+            pytest.skip(f"gloo processes cannot rendezvous on loopback here: {error}")
+        raise
+    finally:
+        for process in workers.processes:
+            if process.is_alive():
+                process.kill()
+    ready = all((tmp_path / f"ready{rank}").exists() for rank in range(DDP_WORLD_SIZE))
+    if not ready:
+        pytest.skip("gloo processes did not rendezvous on loopback within the deadline")
+    done = [tmp_path / f"rank{rank}.pt" for rank in range(DDP_WORLD_SIZE)]
+    assert all(path.exists() for path in done), "DDP training did not finish within the deadline"
+    rank0, rank1 = (torch.load(path, weights_only=True) for path in done)
     assert all(torch.equal(a, b) for a, b in zip(rank0, rank1))
-    assert_same(rank0, train_by_hand(l1_list, batches))
+    assert_same(rank0, train_by_hand(l1_list, make_batches(DDP_BATCHES)))
 
 
 # --- NeuroTorch itself, where it imports (it needs torchvision, which CI cannot install beside torch) -----------
