@@ -61,7 +61,7 @@ class ProtocolTrainer:
     """Trains ``model`` calling ``callbacks`` in NeuroTorch's order and by ascending priority.
 
     After each iteration, the callbacks' ``on_pbar_update`` values are merged into
-    :attr:`pbar_postfixes` (and shown on a tqdm bar when ``verbose`` and tqdm is installed), and their
+    :attr:`pbar_postfixes` (and shown when ``verbose``: on a tqdm bar where tqdm is installed, else printed), and their
     ``get_checkpoint_state`` into :attr:`checkpoints` (``{"callbacks_state": {name: state}}``, as NeuroTorch
     stores them).
 
@@ -97,12 +97,8 @@ class ProtocolTrainer:
         ``val_batches``, starting from ``checkpoint`` (a dict from :attr:`checkpoints`) if given."""
         self._call("start")
         self._call("load_checkpoint_state", checkpoint=checkpoint)
-        iterations = range(n_iterations)
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            iterations = tqdm(iterations, unit="itr")
-        for _ in iterations:
+        bar = self._progress_bar(n_iterations) if self.verbose else None
+        for iteration in range(n_iterations):
             self._call("on_iteration_begin")
             self.model.train()
             self._call("on_train_begin")
@@ -120,11 +116,27 @@ class ProtocolTrainer:
                 postfix.update(values or {})
             self.pbar_postfixes.append(postfix)
             if self.verbose:
-                iterations.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()})
+                shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()}
+                if bar is None:
+                    print(f"iteration {iteration + 1}/{n_iterations}", *(f"{k}={v}" for k, v in shown.items()))
+                else:
+                    bar.set_postfix(shown)
+                    bar.update()
             self._call("on_iteration_end")
             states = {cb.name: cb.get_checkpoint_state(self) for cb in self.callbacks}
             self.checkpoints.append({CHECKPOINT_CALLBACKS_STATE_KEY: states})
+        if bar is not None:
+            bar.close()
         self._call("close")
+
+    @staticmethod
+    def _progress_bar(n_iterations: int) -> Any:
+        """A tqdm bar over iterations, or None where tqdm (an optional dependency) is not installed."""
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=n_iterations, unit="itr")
 
     def _epoch(self, batches: Sequence[Batch]) -> None:
         self._call("on_epoch_begin")
