@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from neuroreg._validation import check_axes, check_floating_tensor
-from neuroreg.functional._common import Axes, compute_dtype, log_softmax
+from neuroreg.functional._common import Axes, compute_dtype, softmax
 
 __all__ = ["equilibrium", "equilibrium_logit"]
 
@@ -75,7 +75,7 @@ def equilibrium_logit(
     level = check_axes("level_axis", level_axis, X.ndim)
     instance = check_axes("instance_axes", instance_axes, X.ndim)
     dtype = compute_dtype(X)
-    return _equilibrium(log_softmax(X, probs, dtype).exp(), level, instance, dtype).to(X.dtype)
+    return _equilibrium(softmax(X, probs, dtype), level, instance, dtype).to(X.dtype)
 
 
 def _equilibrium(X: Tensor, level: Tuple[int, ...], instance: Tuple[int, ...], dtype: torch.dtype) -> Tensor:
