@@ -10,8 +10,9 @@ from typing import Any, Callable, ClassVar, Dict, Iterator, List, Literal, Optio
 import torch
 from torch import Tensor, nn
 
-from neuroreg._validation import check_names, check_real, collect_parameters
+from neuroreg._validation import check_choice, check_names, check_real, collect_parameters
 from neuroreg.callbacks import BaseCallback
+from neuroreg.functional._multi_tensor import sum_scalars
 
 __all__ = ["BaseRegularization", "RegularizationList"]
 
@@ -206,8 +207,9 @@ class BaseRegularization(nn.Module, BaseCallback):
         values (detached, no host sync) for logging.
 
         A class with a closed-form gradient differentiates through it: the backward pass writes
-        ``∂penalty/∂p`` with multi-tensor kernels instead of differentiating ``forward``'s reductions (3x
-        faster for an L2 over 20 tensors of 1024², and nothing saved but the parameters themselves). That
+        ``∂penalty/∂p`` with multi-tensor kernels instead of differentiating ``forward``'s reductions (about 2x
+        faster for a squared L2 over 20 tensors of 1024² on a 2-core CPU, and nothing saved but the parameters
+        themselves). That
         backward is first order only; for higher-order gradients use ``reg.Lambda * reg.forward()``, which
         autograd differentiates through.
         """
@@ -408,8 +410,7 @@ class BaseRegularization(nn.Module, BaseCallback):
         Args:
             kind: ``"weighted"`` for ``Lambda * penalty``, ``"raw"`` for the penalty alone.
         """
-        if kind not in ("weighted", "raw"):
-            raise ValueError(f"kind must be 'weighted' or 'raw', got {kind!r}")
+        check_choice("kind", kind, ("weighted", "raw"))
         if self._value_stale:
             with torch.no_grad():
                 self()
@@ -545,12 +546,7 @@ class RegularizationList(BaseRegularization):
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         """The sum of the members' weighted penalties, each called with the same arguments."""
         values = [member(*args, **kwargs) for member in self.regularizations]
-        if not values:
-            return self._zero()
-        total = values[0]
-        for value in values[1:]:
-            total = total + value
-        return total
+        return sum_scalars(values) if values else self._zero()
 
     def _accumulate_grad(self, scale: float, with_value: bool) -> None:
         for member in self.regularizations:

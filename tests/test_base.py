@@ -319,6 +319,8 @@ def test_list_sums_nests_dedups_and_reports_members() -> None:
     assert values["l1"] == pytest.approx(float(0.5 * w1.detach().abs().sum()))
     assert regs.last_values("raw")["l2"] == pytest.approx(float(w1.detach().norm() + w2.detach().norm()))
     assert regs.on_pbar_update(None) == values
+    with pytest.raises(ValueError, match=r"kind must be one of \['weighted', 'raw'\], got 'both'"):
+        regs.last_values("both")
     prefixes = ["", "regularizations.0.", "regularizations.1.", "regularizations.1.regularizations.0."]
     assert set(regs.state_dict()) == {prefix + key for prefix in prefixes for key in ("_lambda", "_step")}
     regs.double()
