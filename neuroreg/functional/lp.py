@@ -113,6 +113,7 @@ def lp_norm_add_grad_(
             else:
                 torch._foreach_add_(gs, directions, alpha=alpha)
 
+
 def _direction(tensor: Tensor, norm: Tensor, p: float) -> Tensor:
     """∂‖W‖_p/∂W for p ∉ {1, 2}, with autograd's choices where it is not differentiable."""
     if math.isinf(p):

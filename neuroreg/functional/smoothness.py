@@ -23,13 +23,14 @@ def smoothness(X: Tensor, *, n: int = 1, pad_value: Optional[float] = None, axis
 
     Args:
         X: Floating-point tensor of at least one dimension.
-        n: Number of differences taken, an int >= 0 (``n=0`` returns ``X``).
+        n: Number of differences taken, an int >= 0 (``n=0`` returns ``X`` unpadded, as ``jnp.diff`` does).
         pad_value: A number prepended once along ``axis`` before differencing (as ``jnp.diff``'s
             ``prepend``; ``torch.diff`` would want a tensor), or ``None`` for no padding.
         axis: The axis along which differences are taken.
 
     Returns:
-        Shape of ``X`` with ``axis`` of length ``max(size + (pad_value is not None) - n, 0)``, in ``X``'s dtype.
+        Shape of ``X`` with ``axis`` of length ``max(size + (pad_value is not None) - n, 0)`` for ``n >= 1``,
+        in ``X``'s dtype.
 
     Example:
         >>> X = torch.tensor([[0.0, 0.1, 0.3], [0.2, 0.3, 0.6]])
