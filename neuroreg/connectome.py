@@ -102,7 +102,6 @@ class _SignReference(BaseRegularization):
         return self._buffer_list("reference_signs")
 
 
-
 class DaleLawL2(_SignReference):
     r"""Dale's law and L2 energy on connectomes, NeuroTorch's formula computed in :math:`O(nm)`.
 
@@ -289,7 +288,6 @@ class ExcRatioTargetRegularization(BaseRegularization):
     """
 
     closed_form_grad = True
-    _ratio_key = "exc_ratio"
 
     def __init__(
         self,
