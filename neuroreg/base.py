@@ -435,7 +435,11 @@ class BaseRegularization(nn.Module, BaseCallback):
         CPU; never the model's parameters, never pickled objects)."""
         if not self.save_state:
             return None
-        return {"state_dict": {key: value.detach().cpu().clone() for key, value in self.state_dict().items()}}
+        return {"state_dict": self._plain_state_dict()}
+
+    def _plain_state_dict(self) -> Dict[str, Tensor]:
+        """``state_dict()`` detached, cloned and on CPU: what a checkpoint stores."""
+        return {key: value.detach().cpu().clone() for key, value in self.state_dict().items()}
 
     def load_checkpoint_state(self, trainer: Any = None, checkpoint: Optional[dict] = None, **kwargs: Any) -> None:
         """Restore what :meth:`get_checkpoint_state` returned, from a trainer's checkpoint or directly."""

@@ -23,7 +23,7 @@ import bisect
 import math
 from typing import Any, Dict, Sequence
 
-from neuroreg._validation import check_int, check_real
+from neuroreg._validation import check_bool, check_int, check_real
 
 __all__ = [
     "Constant",
@@ -128,9 +128,7 @@ class ExponentialDecay(LambdaSchedule):
         self.initial = check_real("initial", initial, low=0)
         self.rate = check_real("rate", rate, low=0, low_inclusive=False)
         self.decay_steps = check_int("decay_steps", decay_steps, low=1)
-        if not isinstance(staircase, bool):
-            raise TypeError(f"staircase must be a bool, got {staircase!r}")
-        self.staircase = staircase
+        self.staircase = check_bool("staircase", staircase)
 
     def __call__(self, step: int) -> float:
         exponent = step / self.decay_steps

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from neuroreg._validation import check_bool
 from neuroreg.base import BaseRegularization
 
 try:
@@ -51,9 +52,7 @@ class RegularizationCallback(Callback):
     ) -> None:
         if not isinstance(regularization, BaseRegularization):
             raise TypeError(f"regularization must be a neuroreg regularization, got {regularization!r}")
-        for name, flag in (("log", log), ("prog_bar", prog_bar)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        log, prog_bar = check_bool("log", log), check_bool("prog_bar", prog_bar)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {prefix!r}")
         self.regularization = regularization
@@ -81,7 +80,7 @@ class RegularizationCallback(Callback):
                 pl_module.log(f"{self.prefix}{name}", value, on_step=True, on_epoch=False, prog_bar=self.prog_bar)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {key: value.detach().cpu().clone() for key, value in self.regularization.state_dict().items()}
+        return self.regularization._plain_state_dict()
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self.regularization.load_state_dict(state_dict)
