@@ -9,6 +9,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from neuroreg._validation import check_floating_tensor
+
 __all__ = ["as_tensor_list", "group_by_device_and_dtype", "sum_scalars"]
 
 
@@ -18,13 +20,7 @@ def as_tensor_list(name: str, tensors: Tensor | Iterable[Tensor]) -> List[Tensor
         return [tensors]
     if isinstance(tensors, (str, bytes)) or not isinstance(tensors, Iterable):
         raise TypeError(f"{name} must be a tensor or a sequence of tensors, got {tensors!r}")
-    tensors = list(tensors)
-    for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"{name}[{index}] must be a tensor, got {tensor!r}")
-        if not tensor.is_floating_point():
-            raise TypeError(f"{name}[{index}] must be a floating-point tensor, got dtype {tensor.dtype}")
-    return tensors
+    return [check_floating_tensor(f"{name}[{index}]", tensor) for index, tensor in enumerate(tensors)]
 
 
 def group_by_device_and_dtype(tensors: Sequence[Tensor]) -> List[List[int]]:
