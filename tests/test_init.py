@@ -124,8 +124,8 @@ def test_properties(rows: int, cols: int, inh_ratio: float, rho: float, inh_firs
     ("kwargs", "error", "match"),
     [
         ({"tensor": [[1.0]]}, TypeError, "tensor must be a tensor"),
-        ({"tensor": torch.empty(3)}, ValueError, r"tensor must be 2-D .* got shape \(3,\)"),
-        ({"tensor": torch.empty(2, 2, 2)}, ValueError, "tensor must be 2-D"),
+        ({"tensor": torch.full((3,), 7.0)}, ValueError, r"tensor must be 2-D .* got shape \(3,\)"),
+        ({"tensor": torch.full((2, 2, 2), 7.0)}, ValueError, "tensor must be 2-D"),
         ({"tensor": torch.zeros(3, 3, dtype=torch.int64)}, TypeError, "tensor must be a floating-point tensor"),
         ({"inh_ratio": 1.5}, ValueError, r"inh_ratio must be in \[0, 1\], got 1.5"),
         ({"inh_ratio": -0.1}, ValueError, "inh_ratio must be in"),
@@ -139,6 +139,7 @@ def test_properties(rows: int, cols: int, inh_ratio: float, rho: float, inh_firs
     ],
 )
 def test_bad_input_is_a_clear_error_and_changes_nothing(kwargs: dict, error: type, match: str) -> None:
+    kwargs = dict(kwargs)
     tensor = kwargs.pop("tensor", torch.full((3, 3), 7.0))
     before = tensor.clone() if isinstance(tensor, torch.Tensor) else None
     with pytest.raises(error, match=match):
