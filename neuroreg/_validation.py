@@ -17,10 +17,14 @@ from torch import Tensor, nn
 
 __all__ = [
     "check_axes",
+    "check_axes_spec",
     "check_bool",
+    "check_broadcastable",
     "check_callable",
     "check_choice",
     "check_dale_arguments",
+    "check_floating_tensor",
+    "check_grads",
     "check_int",
     "check_keywords",
     "check_matrix",
@@ -148,6 +152,27 @@ def check_axes(name: str, axes: Union[int, Sequence[int]], ndim: int) -> Tuple[i
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"{name} {axes!r} names the same axis twice")
     return tuple(sorted(normalised))
+
+
+# More dimensions than any tensor has: checking axes against it catches wrong types and repeated axes when
+# the tensor (and so the range) is not known yet, at a loss's construction.
+_ANY_NDIM = 64
+
+
+def check_axes_spec(name: str, axes: Union[int, Sequence[int]]) -> Union[int, Sequence[int]]:
+    """Return ``axes`` after checking it is an int or a sequence of distinct ints (the range is checked at
+    call time, against the tensor, by :func:`check_axes`).
+
+    Example:
+        >>> check_axes_spec("axis", (0, -1))
+        (0, -1)
+        >>> check_axes_spec("axis", (1, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: axis (1, 1) names the same axis twice
+    """
+    check_axes(name, axes, _ANY_NDIM)
+    return axes
 
 
 def collect_parameters(

@@ -16,9 +16,9 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_bool, check_callable, check_floating_tensor
+from neuroreg._validation import check_axes_spec, check_bool, check_callable, check_floating_tensor
 from neuroreg.base import BaseRegularization, LambdaLike, ParamsLike
-from neuroreg.functional._common import Axes, check_axes_spec
+from neuroreg.functional._common import Axes
 from neuroreg.functional._multi_tensor import sum_scalars
 from neuroreg.functional.batchcorr import Tolerance, batch_corr
 from neuroreg.functional.batchcorr import _options as batch_corr_options

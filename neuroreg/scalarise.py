@@ -18,8 +18,8 @@ from typing import Any, Callable, Literal, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_axes, check_bool, check_callable, check_choice, check_real
-from neuroreg.functional._common import Axes, check_axes_spec
+from neuroreg._validation import check_axes, check_axes_spec, check_bool, check_callable, check_choice, check_real
+from neuroreg.functional._common import Axes
 
 __all__ = [
     "max_scalarise",

@@ -1,4 +1,4 @@
-"""Helpers shared by the ported hypercoil score functions: the dtype to compute in, axis arguments, and the
+"""Helpers shared by the ported hypercoil score functions: the axes type, the dtype to compute in, and the
 softmax over one or several axes."""
 
 from __future__ import annotations
@@ -9,22 +9,9 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_axes
-
-__all__ = ["Axes", "check_axes_spec", "compute_dtype", "log_softmax", "softmax"]
+__all__ = ["Axes", "compute_dtype", "log_softmax", "softmax"]
 
 Axes = Union[int, Sequence[int]]
-
-# More dimensions than any tensor has: checking axes against it catches wrong types and repeated axes when
-# the tensor (and so the range) is not known yet, at a loss's construction.
-_ANY_NDIM = 64
-
-
-def check_axes_spec(name: str, axes: Axes) -> Axes:
-    """Return ``axes`` after checking it is an int or a sequence of distinct ints (the range is checked at
-    call time, against the tensor)."""
-    check_axes(name, axes, _ANY_NDIM)
-    return axes
 
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:
