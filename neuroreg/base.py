@@ -209,9 +209,8 @@ class BaseRegularization(nn.Module, BaseCallback):
         A class with a closed-form gradient differentiates through it: the backward pass writes
         ``∂penalty/∂p`` with multi-tensor kernels instead of differentiating ``forward``'s reductions (about 2x
         faster for a squared L2 over 20 tensors of 1024² on a 2-core CPU, and nothing saved but the parameters
-        themselves). That
-        backward is first order only; for higher-order gradients use ``reg.Lambda * reg.forward()``, which
-        autograd differentiates through.
+        themselves). That backward is first order only; for higher-order gradients use
+        ``reg.Lambda * reg.forward()``, which autograd differentiates through.
         """
         params = self.regularized_parameters() if self._closed_form_call(args, kwargs) else []
         raw = _ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs)
