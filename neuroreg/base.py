@@ -3,9 +3,8 @@ RegularizationList, their sum."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +12,7 @@ from torch import Tensor, nn
 from neuroreg._validation import check_choice, check_names, check_real, collect_parameters
 from neuroreg.callbacks import BaseCallback
 from neuroreg.functional._multi_tensor import sum_scalars
+from neuroreg.updates import OptimizerHooks, optimizer_param_ids
 
 __all__ = ["BaseRegularization", "RegularizationList"]
 
@@ -60,7 +60,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback):
+class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
@@ -78,9 +78,9 @@ class BaseRegularization(nn.Module, BaseCallback):
         Lambda: Weight of the penalty: a finite real >= 0, or a schedule ``step -> float`` (see
             :mod:`neuroreg.schedules`) advanced by :meth:`step`. Readable and settable at any time; it is a
             buffer, so it is in ``state_dict()`` with the schedule's position.
-        optimizer: If given, the regularization takes its own optimizer step as a callback (separate-step
-            mode, :meth:`separate_step`); else, as a callback, its gradient joins the task loss's before the
-            task optimizer steps (joint mode). See :attr:`mode`.
+        optimizer: If given, the regularization takes its own optimizer step after each task optimizer step
+            (separate-step mode, :meth:`separate_step`); else its gradient joins the task loss's inside each
+            task optimizer step (joint mode). See :attr:`mode` and :meth:`attach`.
         name: Unique name used in logs and checkpoints (default: class name and a counter).
         include: Glob pattern(s) on parameter names: keep only matching parameters (module or dict only).
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
@@ -138,8 +138,7 @@ class BaseRegularization(nn.Module, BaseCallback):
         self._last_raw: Optional[Tensor] = None
         self._last_weighted: Optional[Tensor] = None
         self._value_stale = False
-        self._grad_hooks: List[Any] = []
-        self._pending_grads: Dict[int, Tensor] = {}
+        self._init_optimizer_hooks()
 
     # --- Lambda and its schedule -------------------------------------------------------------------------
     @staticmethod
@@ -325,56 +324,67 @@ class BaseRegularization(nn.Module, BaseCallback):
             grads = torch.autograd.grad(penalty, params, allow_unused=True)
         return {id(p): g for p, g in zip(params, grads) if g is not None}
 
-    # --- the callback: joint and separate-step modes -------------------------------------------------------
+    # --- acting on training: attached to optimizers -------------------------------------------------------
     @property
     def mode(self) -> Literal["joint", "separate"]:
-        """``"joint"`` without an optimizer: as a callback, ``Lambda * ∂penalty/∂p`` is added to the task
-        gradient before the task optimizer steps (the update of minimizing ``task_loss + penalty``).
-        ``"separate"`` with one: after the task step, the regularization takes its own optimizer step on
-        the penalty alone (NeuroTorch's semantics), leaving every other gradient as it was."""
+        """``"joint"`` without an optimizer: attached to the task optimizer (:meth:`attach`, or as a trainer
+        callback), each step adds ``Lambda * ∂penalty/∂p`` to the task gradient first (the update of
+        minimizing ``task_loss + penalty``). ``"separate"`` with one: after each task step, the regularization
+        takes its own optimizer step on the penalty alone (NeuroTorch's semantics), leaving every other
+        gradient as it was."""
         return "joint" if self.optimizer is None else "separate"
 
-    def start(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Joint mode: attach a gradient hook to each regularized parameter.
+    def _held_parameter_ids(self) -> FrozenSet[int]:
+        return frozenset(id(param) for param in self.params)
 
-        NeuroTorch's learning algorithm does ``zero_grad``, ``backward`` and ``step`` inside one hook, so
-        the only point where the penalty's gradient can still join the task's is the backward pass itself:
-        the penalty gradient is computed in :meth:`on_optimization_begin` (which runs first, at priority 10)
-        and each parameter's hook adds it to the gradient flowing into that parameter, once.
-        """
+    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.mode == "joint":
-            self._remove_grad_hooks()
-            self._grad_hooks = [
-                p.register_hook(functools.partial(self._add_pending_grad, id(p))) for p in self.regularized_parameters()
-            ]
+            self._add_joint_grad_(optimizer_param_ids(optimizer), 1.0)
 
-    def close(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Remove the gradient hooks attached by :meth:`start`."""
-        self._remove_grad_hooks()
-
-    def _remove_grad_hooks(self) -> None:
-        for handle in self._grad_hooks:
-            handle.remove()
-        self._grad_hooks = []
-        self._pending_grads = {}
-
-    def _add_pending_grad(self, key: int, grad: Tensor) -> Tensor:
-        pending = self._pending_grads.pop(key, None)
-        return grad if pending is None else grad + pending
-
-    def on_optimization_begin(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Joint mode: compute the penalty gradient that the hooks add during the task's backward."""
-        if self._grad_hooks:
-            self._pending_grads = self._penalty_grads(1.0)
-
-    def on_optimization_end(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Separate mode: take the regularization's own step. Both modes: advance the Lambda schedule."""
-        # A parameter that took no part in the task's backward never fired its hook: drop its gradient
-        # rather than let it leak into the next step.
-        self._pending_grads = {}
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.mode == "separate":
             self.separate_step()
         self.step()
+
+    def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
+        """Add ``scale * Lambda * ∂penalty/∂p`` to the gradient of each regularized parameter in ``held`` (the
+        parameters of the optimizer about to step)."""
+        params = self.regularized_parameters()
+        if all(id(param) in held for param in params):
+            self._accumulate_grad(scale, with_value=False)
+            return
+        stepped = [param for param in params if id(param) in held]
+        if not stepped:
+            return
+        grads = self._penalty_grads(scale)
+        with torch.no_grad():
+            for param in stepped:
+                grad = grads.get(id(param))
+                if grad is not None:
+                    param.grad = grad.clone() if param.grad is None else param.grad.add_(grad)
+
+    def start(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Attach to the trainer's optimizers (see :meth:`attach`): the penalty then acts inside every
+        optimizer step, whichever hook of the learning algorithm takes it.
+
+        The optimizers are ``trainer.optimizer`` and the ``.optimizer`` of the trainer's callbacks that are
+        not modules (NeuroTorch's learning algorithms). A NeuroTorch learning algorithm that makes its
+        optimizer in its own ``start`` is attached to at :meth:`on_train_begin`.
+
+        Raises:
+            ValueError: The trainer has no optimizer this regularization can find or will find, or two of its
+                optimizers hold the same regularized parameter. Nothing is attached then.
+        """
+        self._sync_trainer_optimizers(trainer, final=False)
+
+    def on_train_begin(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Attach to optimizers the learning algorithms made in their own ``start`` (or after loading a
+        checkpoint); a ``ValueError`` if there is still none."""
+        self._sync_trainer_optimizers(trainer, final=True)
+
+    def close(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Detach from the trainer's optimizers (attachments made with :meth:`attach` stay)."""
+        self._detach_trainer_optimizers()
 
     def separate_step(self) -> Tensor:
         """Take one step of the regularization's own optimizer on the penalty alone: zero the gradients,
@@ -441,10 +451,19 @@ class BaseRegularization(nn.Module, BaseCallback):
         return {key: value.detach().cpu().clone() for key, value in self.state_dict().items()}
 
     def load_checkpoint_state(self, trainer: Any = None, checkpoint: Optional[dict] = None, **kwargs: Any) -> None:
-        """Restore what :meth:`get_checkpoint_state` returned, from a trainer's checkpoint or directly."""
+        """Restore what :meth:`get_checkpoint_state` returned: from a trainer's whole checkpoint (the state under
+        ``checkpoint[self.name]``, where NeuroTorch's ``CheckpointManager`` puts it) or given directly."""
         state = self._own_state(checkpoint)
+        if state is None and self.load_state and checkpoint and set(checkpoint) == {"state_dict"}:
+            state = checkpoint
         if state is not None:
             self.load_state_dict(state["state_dict"])
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # A copy (copy.deepcopy, pickling) is attached to no optimizer: hooks never cross a copy.
+        state = super().__getstate__()
+        state["_attachments"], state["_trainer_attachments"] = {}, []
+        return state
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, Lambda={self.Lambda:g}, n_params={len(self.params)}"
@@ -554,6 +573,11 @@ class RegularizationList(BaseRegularization):
     def _accumulate_grad(self, scale: float, with_value: bool) -> None:
         for member in self.regularizations:
             member._accumulate_grad(scale * self._lambda_value, with_value)
+
+    def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
+        # Each member decides how its gradient joins the task's (an activity penalty's joins during the backward).
+        for member in self.regularizations:
+            member._add_joint_grad_(held, scale * self._lambda_value)
 
     def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
         grads: Dict[int, Tensor] = {}

@@ -35,17 +35,31 @@ tell a training step from a validation one.
 Within a hook, callbacks run in ascending ``priority``: regularizations default to 10, NeuroTorch's
 learning algorithms to 50. :class:`BaseCallback` implements every hook as a no-op, so a subclass overrides
 only what it needs.
+
+A checkpoint manager stores each callback's :meth:`~BaseCallback.get_checkpoint_state` at the checkpoint's
+top level under the callback's ``name`` and hands every callback the whole checkpoint in
+:meth:`~BaseCallback.load_checkpoint_state`, as NeuroTorch's ``CheckpointManager`` does.
+
+Where NeuroTorch is installed, :class:`BaseCallback` is a subclass of NeuroTorch's own
+``neurotorch.callbacks.base_callback.BaseCallback``, so ``neurotorch.trainers.Trainer(model,
+callbacks=[reg])`` accepts any neuroreg callback as it is. neuroreg does not import NeuroTorch for that
+(importing it takes seconds and needs torchvision): the base class is filled in at the moment NeuroTorch's
+callback module is first imported, before or after neuroreg (a ``sys.meta_path`` finder watches for it),
+and where NeuroTorch is absent or fails to import nothing changes.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import itertools
+import sys
 from collections import defaultdict
+from types import ModuleType
 from typing import Any, ClassVar, DefaultDict, Dict, Iterator, Optional
 
 from neuroreg._validation import check_bool, check_int
 
-__all__ = ["HOOK_ORDER", "BaseCallback"]
+__all__ = ["HOOK_ORDER", "BaseCallback", "neurotorch_compatible"]
 
 #: Every hook of the protocol, in the order a trainer first calls each (see the module docstring).
 HOOK_ORDER = (
@@ -70,11 +84,80 @@ HOOK_ORDER = (
     "close",
 )
 
-#: Where a NeuroTorch checkpoint keeps the callbacks' states (a dict callback name -> state).
-CHECKPOINT_CALLBACKS_STATE_KEY = "callbacks_state"
+#: The module that defines NeuroTorch's callback base class.
+NEUROTORCH_CALLBACK_MODULE = "neurotorch.callbacks.base_callback"
 
 
-class BaseCallback:
+class _ProtocolRoot:
+    """The root of :class:`BaseCallback`'s bases while NeuroTorch is not imported (a plain class: Python can
+    re-point the bases of a class below it, which it cannot do for a class whose only base is ``object``)."""
+
+
+class _NeuroTorchBase(_ProtocolRoot):
+    """The base of :class:`BaseCallback`: re-pointed at NeuroTorch's callback class once NeuroTorch imports."""
+
+
+def _derive_from_neurotorch(module: ModuleType) -> None:
+    """Make :class:`BaseCallback` a subclass of ``module.BaseCallback`` (NeuroTorch's)."""
+    neurotorch_base = getattr(module, "BaseCallback", None)
+    if not isinstance(neurotorch_base, type) or neurotorch_compatible():
+        return
+
+    class _NeuroTorchCallback(neurotorch_base):
+        # NeuroTorch's __init__ is not run (BaseCallback has its own); its finalizer calls close(trainer) on
+        # callbacks that were started and not closed, and neuroreg's hold no trainer, so it has nothing to do.
+        trainer = None
+        _close_flag = True
+
+        def __del__(self) -> None:
+            return
+
+    _NeuroTorchBase.__bases__ = (_NeuroTorchCallback,)
+
+
+def neurotorch_compatible() -> bool:
+    """Whether neuroreg's callbacks are NeuroTorch callbacks now (NeuroTorch has been imported)."""
+    return _NeuroTorchBase.__bases__ != (_ProtocolRoot,)
+
+
+class _DerivingLoader(importlib.abc.Loader):
+    """Runs NeuroTorch's callback module with its own loader, then derives :class:`BaseCallback` from it."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Optional[ModuleType]:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        _derive_from_neurotorch(module)
+
+
+class _NeuroTorchFinder(importlib.abc.MetaPathFinder):
+    """Watches for the import of NeuroTorch's callback module; everything else passes through untouched."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != NEUROTORCH_CALLBACK_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _DerivingLoader(spec.loader)
+                return spec
+        return None
+
+
+if NEUROTORCH_CALLBACK_MODULE in sys.modules:
+    _derive_from_neurotorch(sys.modules[NEUROTORCH_CALLBACK_MODULE])
+elif not any(isinstance(finder, _NeuroTorchFinder) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _NeuroTorchFinder())
+
+
+class BaseCallback(_NeuroTorchBase):
     """Base class of trainer callbacks (NeuroTorch's protocol).
 
     Args:
@@ -83,6 +166,9 @@ class BaseCallback:
             name followed by a per-class counter (``"L2"``, ``"L2_1"``, ...).
         save_state: Whether :meth:`get_checkpoint_state` returns this callback's state.
         load_state: Whether :meth:`load_checkpoint_state` restores it. Defaults to ``save_state``.
+
+    Where NeuroTorch is installed, it is a subclass of NeuroTorch's ``BaseCallback`` (see the module
+    docstring), so NeuroTorch's trainers accept it.
 
     Example:
         >>> class Counter(BaseCallback):
@@ -126,17 +212,14 @@ class BaseCallback:
     def load_checkpoint_state(self, trainer: Any = None, checkpoint: Optional[dict] = None, **kwargs: Any) -> None:
         """Restore the state saved by :meth:`get_checkpoint_state` from a trainer's checkpoint.
 
-        ``checkpoint`` is either the whole checkpoint (the callback finds its state under
-        ``checkpoint["callbacks_state"][self.name]``, as NeuroTorch stores it) or its own state.
+        ``checkpoint`` is the whole checkpoint, where the callback's state is ``checkpoint[self.name]`` (as
+        NeuroTorch's ``CheckpointManager`` stores it); a checkpoint without that key holds nothing for it.
         """
 
     def _own_state(self, checkpoint: Optional[dict]) -> Optional[dict]:
         if not self.load_state or not checkpoint:
             return None
-        states = checkpoint.get(CHECKPOINT_CALLBACKS_STATE_KEY)
-        if isinstance(states, dict):
-            return states.get(self.name)
-        return checkpoint
+        return checkpoint.get(self.name)
 
     # --- hooks, in calling order -----------------------------------------------------------------------
     def start(self, trainer: Any = None, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from neuroreg.callbacks import CHECKPOINT_CALLBACKS_STATE_KEY, BaseCallback
+from neuroreg.callbacks import BaseCallback
 
 __all__ = ["BPTT", "ProtocolTrainer"]
 
@@ -62,8 +62,8 @@ class ProtocolTrainer:
 
     After each iteration, the callbacks' ``on_pbar_update`` values are merged into
     :attr:`pbar_postfixes` (and shown when ``verbose``: on a tqdm bar where tqdm is installed, else printed), and their
-    ``get_checkpoint_state`` into :attr:`checkpoints` (``{"callbacks_state": {name: state}}``, as NeuroTorch
-    stores them).
+    ``get_checkpoint_state`` into :attr:`checkpoints` (``{name: state}`` at the checkpoint's top level, as
+    NeuroTorch's ``CheckpointManager`` stores them).
 
     Args:
         model: The model; its ``forward`` gives the prediction of a batch's inputs.
@@ -123,8 +123,7 @@ class ProtocolTrainer:
                     bar.set_postfix(shown)
                     bar.update()
             self._call("on_iteration_end")
-            states = {cb.name: cb.get_checkpoint_state(self) for cb in self.callbacks}
-            self.checkpoints.append({CHECKPOINT_CALLBACKS_STATE_KEY: states})
+            self.checkpoints.append({cb.name: cb.get_checkpoint_state(self) for cb in self.callbacks})
         if bar is not None:
             bar.close()
         self._call("close")

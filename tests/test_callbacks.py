@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import neuroreg as nr
-from neuroreg.callbacks import CHECKPOINT_CALLBACKS_STATE_KEY, HOOK_ORDER, BaseCallback
+from neuroreg.callbacks import HOOK_ORDER, BaseCallback
 from neuroreg.testing import BPTT, ProtocolTrainer
 from tests.protocol import make_batches, parameters_of, seeded_model
 
@@ -81,7 +81,7 @@ def test_regularization_in_the_trainer_reports_and_checkpoints() -> None:
     reg = nr.L1(model, Lambda=0.1, name="sparsity")
     trainer = ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=0.1))])
     trainer.train(data(2), n_iterations=1)
-    state = trainer.checkpoints[-1][CHECKPOINT_CALLBACKS_STATE_KEY]["sparsity"]
+    state = trainer.checkpoints[-1]["sparsity"]   # at the top level, under its name, as NeuroTorch stores it
     assert set(state["state_dict"]) == {"_lambda", "_step"}
     reg.Lambda = 5.0
     reg.load_checkpoint_state(None, trainer.checkpoints[-1])
@@ -156,7 +156,8 @@ def test_joint_mode_in_the_neurotorch_protocol_equals_training_on_the_sum(make_r
     assert_same(parameters_of(model), train_by_hand(make_reg, batches))
     without = train_by_hand(make_reg, batches, with_penalty=False)
     assert not torch.allclose(parameters_of(model)[0], without[0])
-    assert reg._grad_hooks == [] and all(not p._backward_hooks for p in model.parameters())
+    # close() took the step hooks off the optimizer again.
+    assert reg.attached_optimizers == [] and not bptt.optimizer._optimizer_step_pre_hooks
 
 
 def test_joint_mode_l1_shrinks_weights_toward_zero() -> None:
@@ -172,6 +173,9 @@ def test_neurotorchs_own_semantics_would_throw_the_gradient_away() -> None:
 
     class NeuroTorchStyleL1(nr.L1):
         def start(self, trainer=None, **kwargs):
+            pass
+
+        def on_train_begin(self, trainer=None, **kwargs):
             pass
 
         def on_optimization_end(self, trainer=None, **kwargs):
