@@ -1,15 +1,20 @@
-"""A regularization as a NeuroTorch callback, in joint mode, with a Lambda schedule and a progress bar.
+"""neuroreg regularizations passed straight to NeuroTorch's ``Trainer``, in joint mode, with a Lambda schedule.
 
 NeuroTorch's learning algorithm does ``zero_grad``, ``backward`` and ``step`` inside a single hook, so with
-NeuroTorch's own regularizations a penalty without an optimizer never reaches the weights. neuroreg's add
-their gradient to the task gradient during that backward pass (joint mode): the update is exactly that of
-minimizing ``task_loss + penalty``. This script trains a small recurrent network twice, with and without the
-regularization attached, and prints how the weights differ.
+NeuroTorch's own regularizations a penalty without an optimizer never reaches the weights. neuroreg's attach
+themselves to the learning algorithm's optimizer when training starts and add their gradient inside every
+``optimizer.step()`` (joint mode): the update is exactly that of minimizing ``task_loss + penalty``, whichever
+hook the learning algorithm steps in. This script trains a small recurrent network twice, with and without
+the regularization, and prints how the weights differ.
 
-It uses NeuroTorch's ``Trainer`` and ``BPTT`` when NeuroTorch is installed, else
+It uses NeuroTorch's ``Trainer`` and ``BPTT`` when NeuroTorch imports, else
 ``neuroreg.testing.ProtocolTrainer``, which calls the callbacks in the same order with the same priorities.
 Run: ``python examples/neurotorch_style.py`` (seconds on a CPU).
 """
+
+from __future__ import annotations
+
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -30,7 +35,7 @@ class TinyRNN(nn.Module):
         return self.readout(self.rnn(x)[0])
 
 
-def batches(n: int, seed: int) -> list:
+def batches(n: int, seed: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     data = []
     for _ in range(n):
@@ -39,35 +44,46 @@ def batches(n: int, seed: int) -> list:
     return data
 
 
-def train(attach_regularization: bool) -> nn.Module:
+def regularization(model: nn.Module) -> nr.RegularizationList:
+    return nr.RegularizationList([
+        # Sparsity of the recurrent weights, warmed up over the first 40 optimizer steps.
+        nr.L1(model, Lambda=nr.schedules.LinearWarmup(2e-3, warmup_steps=40), include="rnn.weight_hh*",
+              name="sparsity"),
+        nr.L2(model, Lambda=1e-4, squared=True, exclude="*bias*", name="decay"),
+    ])
+
+
+def train(attach_regularization: bool, verbose: bool = True) -> Tuple[nn.Module, str]:
+    """Train the network, returning it and the name of the trainer used."""
     torch.manual_seed(0)
     model = TinyRNN()
-    callbacks = [BPTT(torch.optim.SGD(model.parameters(), lr=0.05))]
-    if attach_regularization:
-        callbacks.append(nr.RegularizationList([
-            # Sparsity of the recurrent weights, warmed up over the first 40 optimizer steps.
-            nr.L1(model, Lambda=nr.schedules.LinearWarmup(2e-3, warmup_steps=40), include="rnn.weight_hh*",
-                  name="sparsity"),
-            nr.L2(model, Lambda=1e-4, squared=True, exclude="*bias*", name="decay"),
-        ]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    regs = [regularization(model)] if attach_regularization else []
     try:
         import neurotorch as nt
     except ImportError:
-        trainer = ProtocolTrainer(model, callbacks, verbose=attach_regularization)
+        trainer = ProtocolTrainer(model, [*regs, BPTT(optimizer)], verbose=verbose and attach_regularization)
         trainer.train(batches(10, seed=1), val_batches=batches(2, seed=2), n_iterations=12)
-    else:
-        data = batches(10, seed=1)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])),
-            batch_size=32,
-        )
-        callbacks[0] = nt.BPTT(optimizer=callbacks[0].optimizer, criterion=nn.MSELoss())
-        nt.trainers.Trainer(model, callbacks=callbacks, verbose=attach_regularization).train(loader, n_iterations=12)
-    return model
+        return model, "neuroreg.testing.ProtocolTrainer"
+    x, y = (torch.cat(tensors) for tensors in zip(*batches(10, seed=1)))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    callbacks = [*regs, nt.BPTT(optimizer=optimizer, criterion=nn.MSELoss())]
+    nt.trainers.Trainer(model, callbacks=callbacks, device=torch.device("cpu"),
+                        verbose=verbose and attach_regularization).train(loader, n_iterations=12)
+    return model, "neurotorch.trainers.Trainer"
 
 
-regularized, plain = train(True), train(False)
-for name in ("weight_hh_l0", "weight_ih_l0"):
-    with_reg = getattr(regularized.rnn, name).detach().abs().sum().item()
-    without = getattr(plain.rnn, name).detach().abs().sum().item()
-    print(f"sum |rnn.{name}|: {with_reg:8.3f} with the callback, {without:8.3f} without")
+def main() -> dict:
+    (regularized, trainer), (plain, _) = train(True), train(False)
+    print(f"trained with {trainer}")
+    sums = {}
+    for name in ("weight_hh_l0", "weight_ih_l0"):
+        with_reg = getattr(regularized.rnn, name).detach().abs().sum().item()
+        without = getattr(plain.rnn, name).detach().abs().sum().item()
+        sums[name] = (with_reg, without)
+        print(f"sum |rnn.{name}|: {with_reg:8.3f} with the regularization, {without:8.3f} without")
+    return {"trainer": trainer, "abs_sums": sums}
+
+
+if __name__ == "__main__":
+    main()

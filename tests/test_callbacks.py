@@ -236,6 +236,156 @@ def test_separate_step_without_optimizer_is_an_error() -> None:
         nr.L1(seeded_model()).separate_step()
 
 
+# --- attached to an optimizer: once per step, whoever calls it -------------------------------------------------
+def test_attached_penalty_equals_adding_it_to_the_loss_and_detaches() -> None:
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = l1_list(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    handle = reg.attach(optimizer)
+    assert reg.attach(optimizer) is handle and reg.attached_optimizers == [optimizer]
+    for x, y in batches:
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+    assert_same(parameters_of(model), train_by_hand(l1_list, batches))
+    assert reg.global_step == STEPS and reg[1].global_step == STEPS   # the schedule counts optimizer steps
+    handle.remove()
+    assert reg.attached_optimizers == [] and not optimizer._optimizer_step_pre_hooks
+    before = parameters_of(model)
+    optimizer.zero_grad(set_to_none=False)
+    optimizer.step()
+    assert_same(parameters_of(model), before)
+
+
+@pytest.mark.parametrize("path", ["loss", "accumulate_after_unscale", "attached"])
+def test_under_a_grad_scaler_the_update_is_that_of_task_plus_penalty(path: str) -> None:
+    """AMP's GradScaler scales the loss: the penalty's gradient must join unscaled gradients (or be scaled)."""
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = l1_list(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    if path == "attached":
+        reg.attach(optimizer)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        scaler.scale(loss + reg() if path == "loss" else loss).backward()
+        if path == "accumulate_after_unscale":
+            scaler.unscale_(optimizer)
+            reg.accumulate_grad()
+        scaler.step(optimizer)
+        scaler.update()
+    assert scaler.get_scale() > 1024.0   # the scale did grow: gradients really were scaled
+    assert_same(parameters_of(model), train_by_hand(l1_list, batches))
+
+
+def test_accumulate_grad_before_unscaling_is_off_by_the_scale() -> None:
+    """Why README says to unscale first: the same loop without ``unscale_`` gives another update."""
+    batches = make_batches(2)
+    model = seeded_model()
+    reg = l1_list(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for x, y in batches:
+        optimizer.zero_grad()
+        scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+        reg.accumulate_grad()
+        scaler.step(optimizer)
+        scaler.update()
+    assert not torch.allclose(parameters_of(model)[0], train_by_hand(l1_list, batches)[0], atol=1e-4)
+
+
+def test_gradient_accumulation_adds_the_penalty_once_per_optimizer_step() -> None:
+    micro, steps = 3, 4
+    batches = make_batches(micro * steps)
+    model = seeded_model()
+    reg = l1_list(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    reg.attach(optimizer)
+    for index, (x, y) in enumerate(batches):
+        (nn.functional.mse_loss(model(x), y) / micro).backward()
+        if index % micro == micro - 1:
+            optimizer.step()
+            optimizer.zero_grad()
+
+    ref = seeded_model()
+    ref_reg = l1_list(ref)
+    ref_optimizer = torch.optim.SGD(ref.parameters(), lr=LR)
+    for step in range(steps):
+        ref_optimizer.zero_grad()
+        chunk = batches[step * micro:(step + 1) * micro]
+        loss = sum(nn.functional.mse_loss(ref(x), y) for x, y in chunk) / micro + ref_reg()
+        loss.backward()
+        ref_optimizer.step()
+    assert_same(parameters_of(model), parameters_of(ref))
+    assert reg.global_step == steps
+
+
+def test_parameters_split_across_two_optimizers_each_get_their_share_once() -> None:
+    batches = make_batches(STEPS)
+    model = seeded_model()
+    reg = l1_list(model)
+    first = torch.optim.SGD(model[0].parameters(), lr=LR)
+    second = torch.optim.SGD(model[2].parameters(), lr=LR)
+    reg.attach(first), reg.attach(second)
+    for x, y in batches:
+        first.zero_grad(), second.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        first.step(), second.step()
+    assert_same(parameters_of(model), train_by_hand(l1_list, batches))
+
+
+def test_attach_refuses_closure_optimizers_and_strangers() -> None:
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=0.1, name="sparse")
+    with pytest.raises(ValueError, match=r"LBFGS.*closure"):
+        reg.attach(torch.optim.LBFGS(model.parameters()))
+    with pytest.raises(ValueError, match="holds none of its parameters"):
+        reg.attach(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1))
+    with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
+        reg.attach("sgd")
+    assert reg.attached_optimizers == []
+
+
+class _NoOptimizer(BaseCallback):
+    """A learning-algorithm-like callback whose optimizer is never made."""
+
+    optimizer = None
+
+
+@pytest.mark.parametrize("case", ["nothing", "never-made", "two-hold-one-parameter"])
+def test_a_trainer_without_a_usable_optimizer_fails_at_start_and_attaches_nothing(case: str) -> None:
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=0.1, name="sparse")
+    before = parameters_of(model)
+    if case == "nothing":
+        callbacks, message = [reg], "sparse found no optimizer"
+    elif case == "never-made":
+        callbacks, message = [reg, _NoOptimizer()], "sparse found no optimizer"
+    else:
+        shared = list(model[0].parameters())
+        callbacks = [reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR)), BPTT(torch.optim.Adam(shared))]
+        message = r"two optimizers of the trainer .*SGD and Adam.* both hold"
+    with pytest.raises(ValueError, match=message):
+        ProtocolTrainer(model, callbacks).train(make_batches(1))
+    assert reg.attached_optimizers == []
+    assert_same(parameters_of(model), before)
+
+
+def test_a_copy_is_attached_to_nothing() -> None:
+    import copy
+
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    reg.attach(optimizer)
+    clone = copy.deepcopy(reg)
+    assert clone.attached_optimizers == [] and reg.attached_optimizers == [optimizer]
+    assert len(optimizer._optimizer_step_pre_hooks) == 1
+
+
 # --- schedules, logging and checkpoints through the trainer ---------------------------------------------------
 def test_schedule_advances_once_per_training_step_never_on_validation() -> None:
     model = seeded_model()
@@ -360,20 +510,3 @@ def test_distributed_data_parallel_replicas_match_single_process_training(tmp_pa
     rank0, rank1 = (torch.load(path, weights_only=True) for path in done)
     assert all(torch.equal(a, b) for a, b in zip(rank0, rank1))
     assert_same(rank0, train_by_hand(l1_list, make_batches(DDP_BATCHES)))
-
-
-# --- NeuroTorch itself, where it imports (it needs torchvision, which CI cannot install beside torch) -----------
-def test_in_neurotorchs_own_trainer() -> None:
-    nt = pytest.importorskip("neurotorch")
-    batches = make_batches(STEPS)
-    model = seeded_model()
-    reg = l1_without_bias(model)
-    loader = torch.utils.data.DataLoader(list(zip(*[torch.cat(t) for t in zip(*batches)])), batch_size=16)
-    trainer = nt.trainers.Trainer(
-        model,
-        callbacks=[reg, nt.BPTT(optimizer=torch.optim.SGD(model.parameters(), lr=LR), criterion=nn.MSELoss())],
-        device=torch.device("cpu"),
-        verbose=False,
-    )
-    trainer.train(loader, n_iterations=1)
-    assert_same(parameters_of(model), train_by_hand(l1_without_bias, batches))

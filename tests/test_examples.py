@@ -26,6 +26,19 @@ def test_script_runs(script: str) -> None:
     assert run(script)
 
 
+def test_neurotorch_example_trains_in_neurotorchs_own_trainer() -> None:
+    from tests.neurotorch_support import import_neurotorch
+
+    import_neurotorch()
+    spec = importlib.util.spec_from_file_location("neurotorch_style_example", EXAMPLES / "neurotorch_style.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main()
+    assert result["trainer"] == "neurotorch.trainers.Trainer"
+    with_reg, without = result["abs_sums"]["weight_hh_l0"]
+    assert with_reg < 0.9 * without   # the sparsity penalty acted through NeuroTorch's BPTT
+
+
 def test_lightning_example_runs() -> None:
     pytest.importorskip("lightning")
     assert run("lightning_callback.py")
