@@ -68,11 +68,17 @@ def test_mutants_of_a_tiny_module() -> None:
     ]  # no docstring, annotation, error message or __all__ entry is mutated
     compare = found[3]
     assert compare.source == CLIP.replace("if x < low:", "if (x <= low):")
-    assert compare.diff(CLIP).splitlines()[4:6] == ["-    if x < low:", "+    if (x <= low):"]
+    assert compare.diff().splitlines()[4:6] == ["-    if x < low:", "+    if (x <= low):"]
     assert descriptions(mutants("pkg/clip.py", CLIP, lines={10})) == [(10, "drop", "if block dropped"),
                                                                       (10, "compare", "> -> >=")]
     pragma = CLIP.replace("if x > high:", "if x > high:  # pragma: no mutate")
     assert all(m.line != 10 for m in mutants("pkg/clip.py", pragma))
+
+
+def test_swapped_arguments_except_where_they_commute() -> None:
+    source = "a = f(x, y)\nb = min(x, y)\nc = g('name', y)\n"
+    (swap,) = [m for m in mutants("m.py", source) if m.kind == "swap-args"]
+    assert swap.source == "a = (f(y, x))\nb = min(x, y)\nc = g('name', y)\n"
 
 
 def test_offsets_are_utf8_bytes() -> None:
@@ -96,7 +102,7 @@ def test_run_kills_and_reports_survivors_with_their_diffs(project: Path) -> None
         (10, "if block dropped"): "survived",
         (10, "> -> >="): "survived",
     }
-    score = report(project, results, out)
+    score = report(results, out)
     assert score == pytest.approx(4 / 7)
     text = out.getvalue()
     assert "+    if (x >= high):" in text and "pkg/clip.py: 4/7 (57 %)" in text
@@ -115,3 +121,9 @@ def test_changed_lines_since_a_ref(project: Path) -> None:
     (project / "pkg" / "clip.py").write_text(CLIP.replace("return high", "return high - 0"))
     (project / "pkg" / "new.py").write_text(textwrap.dedent("x = 1\n"))
     assert changed_lines(project, "HEAD", "pkg") == {"pkg/clip.py": {11}, "pkg/new.py": None}
+    git("commit", "-q", "-am", "high - 0")
+    assert changed_lines(project, "HEAD~1", "pkg", ref="HEAD") == {"pkg/clip.py": {11}}
+    # With ref=, the committed version is mutated and tested, whatever the working tree holds.
+    (project / "pkg" / "clip.py").write_text("syntax error (")
+    results = run_mutants(project, {"pkg/clip.py": {11}}, nice=0, ref="HEAD", out=io.StringIO())
+    assert [r.mutant.description for r in results] == ["if block dropped", "- -> +", "0 -> 1"]  # lines 10-11

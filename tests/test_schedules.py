@@ -107,3 +107,38 @@ def test_a_schedule_going_bad_mid_training_changes_nothing() -> None:
     with pytest.raises(ValueError, match="at step 1"):
         reg.step()
     assert reg.global_step == 0 and reg.Lambda == 1.0
+
+
+def test_the_base_class_is_abstract() -> None:
+    with pytest.raises(NotImplementedError):
+        schedules.LambdaSchedule()(0)
+
+
+def test_equality_needs_the_same_class_and_the_same_config() -> None:
+    class Shifted(schedules.Constant):
+        pass
+
+    assert schedules.Constant(0.5) == schedules.Constant(0.5)
+    assert schedules.Constant(0.5) != schedules.Constant(0.25)
+    assert schedules.Constant(0.5) != Shifted(0.5)  # same config, another class
+    assert schedules.LinearWarmup(1.0, warmup_steps=2) != schedules.CosineDecay(1.0, decay_steps=2)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "formula"),
+    [
+        (schedules.Constant(0.0), lambda t: 0.0),
+        (schedules.LinearWarmup(0.0, warmup_steps=1, initial=0.0), lambda t: 0.0),
+        (schedules.LinearWarmup(0.25, warmup_steps=1, initial=0.75), lambda t: 0.75 if t == 0 else 0.25),
+        (schedules.CosineDecay(0.0, decay_steps=1, final=0.0), lambda t: 0.0),
+        (schedules.CosineDecay(0.5, decay_steps=1, final=0.0), lambda t: 0.5 if t == 0 else 0.0),
+        (schedules.ExponentialDecay(0.0, rate=1e-9, decay_steps=1), lambda t: 0.0),
+        (schedules.ExponentialDecay(0.5, rate=3.0), lambda t: 0.5 * 3.0**t),
+        (schedules.StepWise([0], [0.0, 0.0]), lambda t: 0.0),
+    ],
+    ids=lambda value: repr(value) if isinstance(value, schedules.LambdaSchedule) else "",
+)
+def test_the_smallest_allowed_arguments_are_accepted(schedule, formula) -> None:
+    # Zero weights and one-step ramps are valid; the values follow the closed forms of the docstrings.
+    for step in (0, 1, 5):
+        assert schedule(step) == pytest.approx(formula(step), rel=1e-12, abs=0)

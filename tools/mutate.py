@@ -26,12 +26,14 @@ import copy
 import dataclasses
 import difflib
 import importlib.util
+import io
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +52,8 @@ BINOP_SWAPS = {
     ast.BitOr: ast.BitAnd,
 }
 BOOLOP_SWAPS = {ast.And: ast.Or, ast.Or: ast.And}
+# Functions whose first two arguments commute: swapping them is an equivalent mutant, not worth a run.
+SYMMETRIC = {"min", "max", "maximum", "minimum", "logaddexp", "promote_types", "broadcast_shapes", "equal"}
 PRAGMA = "pragma: no mutate"
 
 
@@ -62,10 +66,11 @@ class Mutant:
     kind: str  # 'compare', 'arith', 'bool', 'unary', 'constant', 'drop', 'swap-args'
     description: str
     source: str
+    original: str = dataclasses.field(repr=False, compare=False)
 
-    def diff(self, original: str) -> str:
+    def diff(self) -> str:
         lines = difflib.unified_diff(
-            original.splitlines(keepends=True), self.source.splitlines(keepends=True),
+            self.original.splitlines(keepends=True), self.source.splitlines(keepends=True),
             f"a/{self.path}", f"b/{self.path}", n=1,
         )
         return "".join(lines)
@@ -183,6 +188,7 @@ class _Collector(ast.NodeVisitor):
             len(first_two) == 2
             and not any(isinstance(a, ast.Starred) or _is_text(a) for a in first_two)
             and ast.dump(first_two[0]) != ast.dump(first_two[1])
+            and _called_name(node) not in SYMMETRIC
         ):
             mutated = copy.deepcopy(node)
             mutated.args[0], mutated.args[1] = mutated.args[1], mutated.args[0]
@@ -209,6 +215,11 @@ class _Collector(ast.NodeVisitor):
         if not node.orelse:
             self._add(node, None, "drop", "if block dropped")
         self.generic_visit(node)
+
+
+def _called_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
 
 
 def _is_text(node: ast.AST) -> bool:
@@ -257,7 +268,7 @@ def mutants(path: str, source: str, lines: Optional[Set[int]] = None) -> List[Mu
         except SyntaxError:
             continue
         seen.add(mutated)
-        found.append(Mutant(path, node.lineno, kind, description, mutated))
+        found.append(Mutant(path, node.lineno, kind, description, mutated, source))
     return found
 
 
@@ -266,22 +277,24 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
-def changed_lines(root: Path, base: str, package: str) -> Dict[str, Optional[Set[int]]]:
-    """Python files of ``package`` changed since ``base`` (working tree included) -> their added or changed
-    line numbers (``None``: an untracked file, every line)."""
+def changed_lines(root: Path, base: str, package: str, ref: Optional[str] = None) -> Dict[str, Optional[Set[int]]]:
+    """Python files of ``package`` changed from ``base`` to ``ref`` (``None``: the working tree, untracked files
+    included) -> their added or changed line numbers (``None``: an untracked file, every line)."""
+    refs = [base] if ref is None else [base, ref]
     changed: Dict[str, Optional[Set[int]]] = {}
-    for path in _git(root, "diff", "--name-only", "--diff-filter=AM", base, "--", package).split():
+    for path in _git(root, "diff", "--name-only", "--diff-filter=AM", *refs, "--", package).split():
         if not path.endswith(".py"):
             continue
         lines: Set[int] = set()
-        for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", _git(root, "diff", "-U0", base, "--", path),
-                                 re.MULTILINE):
+        hunks = _git(root, "diff", "-U0", *refs, "--", path)
+        for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", hunks, re.MULTILINE):
             start, count = int(match[1]), int(match[2] or 1)
             lines.update(range(start, start + count))
         changed[path] = lines
-    for path in _git(root, "ls-files", "--others", "--exclude-standard", "--", package).split():
-        if path.endswith(".py"):
-            changed[path] = None
+    if ref is None:
+        for path in _git(root, "ls-files", "--others", "--exclude-standard", "--", package).split():
+            if path.endswith(".py"):
+                changed[path] = None
     return changed
 
 
@@ -306,8 +319,15 @@ def mirrored_tests(root: Path, path: str) -> List[str]:
 
 
 # --- running ------------------------------------------------------------------------------------------------
-def _copy_repository(root: Path, destination: Path) -> None:
-    """Copy the working tree's files (tracked and untracked, not ignored) as they are now."""
+def _copy_repository(root: Path, destination: Path, ref: Optional[str] = None) -> None:
+    """Copy the files of commit ``ref``, or (``None``) the working tree's files, tracked and untracked but not
+    ignored, as they are now."""
+    if ref is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=root, check=True, capture_output=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            # The "data" filter (Python >= 3.11.4) refuses links and absolute paths; a git archive has none.
+            tar.extractall(destination, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        return
     try:
         files = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
     except (subprocess.CalledProcessError, FileNotFoundError):
@@ -353,18 +373,19 @@ class _Runner:
 
 def run_mutants(
     root: Path, targets: Dict[str, Optional[Set[int]]], *, tests: Optional[Sequence[str]] = None,
-    timeout: Optional[float] = None, nice: int = 10, out: Optional[TextIO] = None,
+    timeout: Optional[float] = None, nice: int = 10, ref: Optional[str] = None, out: Optional[TextIO] = None,
 ) -> List[Result]:
     """Run the mutants of each target file (path -> lines, ``None`` for all) against its tests, one mutant at
-    a time, in a temporary copy of ``root``; return the results."""
+    a time, in a temporary copy of ``root`` (of its commit ``ref``, or of the working tree); return the
+    results."""
     out = out or sys.stdout
     results: List[Result] = []
     with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
         copy_root = Path(scratch)
-        _copy_repository(root, copy_root)
+        _copy_repository(root, copy_root, ref)
         for path, lines in targets.items():
-            original = (root / path).read_text()
-            file_tests = list(tests) if tests else mirrored_tests(root, path)
+            original = (copy_root / path).read_text()
+            file_tests = list(tests) if tests else mirrored_tests(copy_root, path)
             if not file_tests:
                 print(f"{path}: no mirrored test file (give --tests); skipped", file=out)
                 continue
@@ -390,7 +411,7 @@ def run_mutants(
     return results
 
 
-def report(root: Path, results: Iterable[Result], out: Optional[TextIO] = None) -> float:
+def report(results: Iterable[Result], out: Optional[TextIO] = None) -> float:
     """Print the survivors' diffs and the score per file and in all; return the score (killed / run)."""
     out = out or sys.stdout
     results = list(results)
@@ -400,11 +421,10 @@ def report(root: Path, results: Iterable[Result], out: Optional[TextIO] = None) 
     survivors = [r for r in results if r.status == "survived"]
     if survivors:
         print("\nSurvived (each needs a test, or is equivalent: say why in the note):", file=out)
-        originals = {path: (root / path).read_text() for path in by_file}
         for result in survivors:
             mutant = result.mutant
             print(f"\n# {mutant.path}:{mutant.line} {mutant.kind}: {mutant.description}", file=out)
-            print(mutant.diff(originals[mutant.path]), end="", file=out)
+            print(mutant.diff(), end="", file=out)
     print("\nScore (killed, timeouts included / mutants):", file=out)
     for path, group in by_file.items():
         killed = sum(r.status != "survived" for r in group)
@@ -425,11 +445,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3 x the unmutated run + 10)")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the test processes (default 10)")
     parser.add_argument("--root", default=".", help="repository root (default: the current folder)")
+    parser.add_argument("--ref", help="mutate this commit instead of the working tree (e.g. HEAD: a tree that "
+                        "others are editing cannot break the run)")
     parser.add_argument("--list", action="store_true", help="print the mutants' diffs without running them")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     if args.base:
-        targets = changed_lines(root, args.base, args.package)
+        targets = changed_lines(root, args.base, args.package, args.ref)
         if args.all_lines:
             targets = dict.fromkeys(targets)
     elif args.paths:
@@ -438,13 +460,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("give files to mutate or --base REF")
     if args.list:
         for path, lines in targets.items():
-            original = (root / path).read_text()
+            original = _git(root, "show", f"{args.ref}:{path}") if args.ref else (root / path).read_text()
             for mutant in mutants(path, original, lines):
-                print(f"# {path}:{mutant.line} {mutant.kind}: {mutant.description}\n{mutant.diff(original)}")
+                print(f"# {path}:{mutant.line} {mutant.kind}: {mutant.description}\n{mutant.diff()}")
         return 0
     started = time.perf_counter()
-    results = run_mutants(root, targets, tests=args.tests, timeout=args.timeout, nice=args.nice)
-    score = report(root, results)
+    results = run_mutants(root, targets, tests=args.tests, timeout=args.timeout, nice=args.nice, ref=args.ref)
+    score = report(results)
     print(f"  ({time.perf_counter() - started:.0f} s)")
     return 0 if score == 1.0 else 1
 
