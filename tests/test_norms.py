@@ -105,3 +105,26 @@ def test_conv_weights_of_any_rank_are_regularized() -> None:
     conv = torch.nn.Conv3d(2, 3, kernel_size=2)
     value = nr.L2(conv, include="weight")()
     torch.testing.assert_close(value, conv.weight.detach().flatten().norm())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lambda_keeps_its_value_through_a_low_precision_cast(dtype) -> None:
+    # 0.3 is not a bfloat16 (nor float16) number: a Lambda cast with the module would weight the penalty by
+    # 0.30078125 (0.2998 in float16) while reg.Lambda still reports 0.3.
+    (w,) = make_params((4, 5))
+    reg = nr.L1([w], Lambda=0.3).to(dtype)
+    assert reg.Lambda == 0.3
+    assert float(reg().detach()) == pytest.approx(0.3 * np.abs(w.detach().numpy()).sum(), rel=1e-15)
+
+
+@pytest.mark.parametrize("p", [1.5, 2, 3, math.inf])
+def test_a_single_tensor_is_one_tensor_not_its_rows(p: float) -> None:
+    # One 2-D tensor given alone is one norm over all its entries (NumPy's norm of the flattened array), not
+    # the sum of the norms of its rows; its gradient comes back as one tensor of its shape.
+    W = with_zeros((4, 6), 5)
+    expected = np.linalg.norm(W.numpy().ravel(), ord=p)
+    assert float(lp_norm(W, p)) == pytest.approx(expected, rel=1e-12)
+    assert float(lp_norm(W, p, squared=True)) == pytest.approx(expected**2, rel=1e-12)
+    (grad,) = lp_norm_grad(W, p)
+    torch.testing.assert_close(grad, autograd_grads([W], p, False)[0])
+    assert float(nr.Lp(torch.nn.Parameter(W), p=p)().detach()) == pytest.approx(expected, rel=1e-12)

@@ -105,3 +105,14 @@ def test_gradients_flow_through_composed_maps() -> None:
 def test_bad_input_is_a_clear_error(call, error, match) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("p", [1, -1, math.inf, -math.inf])
+@pytest.mark.parametrize("axis", [(1, 0), (2, 0), (-1, 1)])
+def test_matrix_norm_takes_its_axes_in_the_order_given(p, axis) -> None:
+    # The induced 1- and inf-norms (max column / row sum) swap with the axes: NumPy's value for the unsorted
+    # pair, and it is not the value for the sorted pair on this tensor.
+    result = norm_scalarise(p=p, axis=axis)()(X)
+    expected = np.linalg.norm(X.numpy(), ord=p, axis=axis)
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-12)
+    assert not np.allclose(expected, np.linalg.norm(X.numpy(), ord=p, axis=tuple(sorted(a % 3 for a in axis))))
