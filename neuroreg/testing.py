@@ -3,8 +3,9 @@
 :class:`ProtocolTrainer` calls the same hooks, in the same order (see :mod:`neuroreg.callbacks`), by
 ascending priority; :class:`BPTT` acts on the gradients as NeuroTorch's learning algorithm does (priority
 50: ``zero_grad``, ``backward`` and ``step`` all inside ``on_optimization_begin``, ``zero_grad`` again in
-``on_optimization_end``). Together they let you check a callback's behaviour in NeuroTorch without
-installing it (NeuroTorch needs torchvision).
+``on_optimization_end``). Together they let a test check a callback's behaviour in NeuroTorch's protocol
+where NeuroTorch is not installed (neuroreg's own suite also runs against the real NeuroTorch, in
+tests/test_neurotorch.py).
 
 Example:
     >>> import torch, neuroreg as nr

@@ -120,6 +120,51 @@ def test_separate_mode_and_schedule_in_fit(tmp_path) -> None:
     assert reg.global_step == 4 and reg.Lambda == 0.1
 
 
+def test_separate_mode_steps_after_the_task_step(tmp_path) -> None:
+    batches = make_batches(4)
+    module = Module()
+    reg = nr.L1(module.net, Lambda=0.05, optimizer=torch.optim.SGD(module.net.parameters(), lr=0.2))
+    fit(module, RegularizationCallback(reg), batches, tmp_path)
+
+    model = seeded_model()
+    reference = nr.L1(model, Lambda=0.05)
+    task, own = torch.optim.SGD(model.parameters(), lr=LR), torch.optim.SGD(model.parameters(), lr=0.2)
+    for x, y in batches:
+        task.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        task.step()
+        own.zero_grad()
+        reference().backward()
+        own.step()
+    for a, b in zip(parameters_of(module.net), parameters_of(model)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert reg.global_step == 4 and reg.attached_optimizers == []
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_mixed_precision_fit_gives_the_update_of_task_plus_penalty(tmp_path, precision: str) -> None:
+    batches = make_batches(6)
+
+    def reference(with_penalty: bool) -> list:
+        model = seeded_model()
+        reg = make_reg(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        for x, y in batches:
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            (loss + reg() if with_penalty else loss).backward()
+            optimizer.step()
+        return parameters_of(model)
+
+    module = Module()
+    fit(module, RegularizationCallback(make_reg(module.net)), batches, tmp_path, precision=precision)
+    got, want, without = parameters_of(module.net), reference(True), reference(False)
+    error = max(float((a - b).abs().max()) for a, b in zip(got, want))
+    effect = max(float((a - b).abs().max()) for a, b in zip(want, without))
+    # Within AMP's rounding of the forward pass, and far closer than a run that lost (or shrank) the penalty.
+    assert error < 2e-2 and error < effect / 5
+
+
 def test_checkpoint_holds_the_regularization_state(tmp_path) -> None:
     module = Module()
     reg = nr.L1(module.net, Lambda=nr.schedules.LinearWarmup(1.0, warmup_steps=10), name="warm")

@@ -26,10 +26,13 @@ __all__ = ["RegularizationCallback"]
 class RegularizationCallback(Callback):
     """Apply a regularization (or a :class:`~neuroreg.RegularizationList`) inside ``Trainer.fit``.
 
-    In ``on_before_optimizer_step`` — once per optimizer step, after gradient accumulation, and after AMP
-    has unscaled the gradients — it adds ``Lambda * ∂penalty/∂p`` to the gradients (joint mode: the update
-    of minimizing ``task_loss + penalty``) or takes the regularization's own optimizer step (separate mode,
-    when it was given an optimizer), then advances its Lambda schedule. Validation never touches it.
+    Joint mode: in ``on_before_optimizer_step`` — once per optimizer step, after gradient accumulation, after
+    AMP has unscaled the gradients, and inside the closure of closure optimizers such as LBFGS — it adds
+    ``Lambda * ∂penalty/∂p`` to the gradients (the update of minimizing ``task_loss + penalty``) and advances
+    the Lambda schedule. Separate mode (the regularization was given an optimizer): after each step of the
+    trainer's optimizers, the regularization takes its own optimizer step (attached to them with
+    :meth:`~neuroreg.BaseRegularization.attach` for the fit, removed at its end), and the schedule advances.
+    Validation never touches it.
     Each penalty is logged with ``pl_module.log`` under ``f"{prefix}{name}"``, and the regularization's
     state (Lambda, schedule position, references) is saved in Lightning checkpoints.
 
@@ -68,15 +71,29 @@ class RegularizationCallback(Callback):
         # The references must live where the model's parameters are put.
         self.regularization.to(pl_module.device)
 
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.regularization.mode == "separate":
+            self._attachments = [self.regularization.attach(optimizer) for optimizer in trainer.optimizers]
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for attachment in getattr(self, "_attachments", []):
+            attachment.remove()
+        self._attachments = []
+
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         regularization = self.regularization
         if regularization.mode == "joint":
             regularization.accumulate_grad(with_value=self.log)
-        else:
-            regularization.separate_step()
-        regularization.step()
+            regularization.step()
+            self._log(pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        if self.regularization.mode == "separate":
+            self._log(pl_module)
+
+    def _log(self, pl_module: LightningModule) -> None:
         if self.log:
-            for name, value in regularization.last_tensors().items():
+            for name, value in self.regularization.last_tensors().items():
                 pl_module.log(f"{self.prefix}{name}", value, on_step=True, on_epoch=False, prog_bar=self.prog_bar)
 
     def state_dict(self) -> Dict[str, Any]:
