@@ -1,6 +1,6 @@
 """neuroreg: PyTorch regularizations for neural-network models of the brain."""
 
-from neuroreg import callbacks, functional, init, scalarise, schedules
+from neuroreg import callbacks, constraints, functional, init, scalarise, schedules
 from neuroreg.base import BaseRegularization, RegularizationList
 from neuroreg.connectome import (
     DaleLaw,
@@ -41,6 +41,7 @@ __all__ = [
     "SmoothnessLoss",
     "WeightsDistance",
     "callbacks",
+    "constraints",
     "functional",
     "init",
     "scalarise",

@@ -367,3 +367,139 @@ def check_open_unit(name: str, value: Any) -> float:
         ValueError: exc_target_ratio must be in (0, 1), got 1.0
     """
     return check_real(name, value, low=0, high=1, low_inclusive=False, high_inclusive=False)
+
+
+#: The layouts of a connectome weight: ``"i->j"`` (row i is the presynaptic neuron, ``h @ W``) or ``"j->i"``
+#: (row i is the postsynaptic neuron, ``W @ h``: ``nn.Linear``, ``nn.RNN``).
+CONVENTIONS = ("i->j", "j->i")
+#: The random draws of :func:`neuroreg.init.dale_`: neuroreg's own, or NeuroTorch 0.0.2's, reproduced exactly.
+DALE_DRAWS = ("neuroreg", "neurotorch")
+
+
+def check_dale_options(
+    convention: Any, draw: Any, balance: Any, spectral_radius: Any
+) -> Tuple[str, str, bool, Optional[float]]:
+    """Check the shape-free options of :func:`neuroreg.init.dale_`.
+
+    Example:
+        >>> check_dale_options("j->i", "neurotorch", False, 0.9)
+        ('j->i', 'neurotorch', False, 0.9)
+        >>> check_dale_options("rows", "neuroreg", False, None)
+        Traceback (most recent call last):
+        ...
+        ValueError: convention must be one of ['i->j', 'j->i'], got 'rows'
+    """
+    convention = check_choice("convention", convention, CONVENTIONS)
+    draw = check_choice("draw", draw, DALE_DRAWS)
+    balance = check_bool("balance", balance)
+    if spectral_radius is not None:
+        spectral_radius = check_real("spectral_radius", spectral_radius, low=0, low_inclusive=False)
+    return convention, draw, balance, spectral_radius
+
+
+def check_dale_shape(
+    shape: Tuple[int, int], n_inh: int, rho: float, draw: str, balance: bool, spectral_radius: Optional[float]
+) -> None:
+    """Check that a ``(presynaptic, postsynaptic)`` shape admits the draw :func:`neuroreg.init.dale_` is asked for.
+
+    NeuroTorch's draw is refused where NeuroTorch itself fails: at ``rho = 1`` its scale
+    :math:`1/\\sqrt{N\\rho(1-\\rho)}` is infinite, and on a rectangular tensor it indexes out of range or leaves
+    entries unset.
+
+    Example:
+        >>> check_dale_shape((4, 6), 2, 0.5, "neurotorch", False, None)
+        Traceback (most recent call last):
+        ...
+        ValueError: draw='neurotorch' needs a square tensor (NeuroTorch's dale_ fills only those), got shape (4, 6)
+    """
+    n_pre, n_post = shape
+    if draw == "neurotorch" and n_pre != n_post:
+        raise ValueError(
+            f"draw='neurotorch' needs a square tensor (NeuroTorch's dale_ fills only those), got shape {shape}"
+        )
+    if draw == "neurotorch" and rho == 1:
+        raise ValueError(
+            "draw='neurotorch' is undefined at rho=1 (NeuroTorch's scale 1/sqrt(N rho (1 - rho)) is infinite); "
+            "use rho < 1 or draw='neuroreg'"
+        )
+    if balance and not 0 < n_inh < n_pre:
+        raise ValueError(
+            f"balance=True needs excitatory and inhibitory neurons, got {n_inh} inhibitory of {n_pre}"
+        )
+    if spectral_radius is not None and n_pre != n_post:
+        raise ValueError(f"spectral_radius needs a square tensor, got shape {shape}")
+
+
+def check_module_tensor(module: Any, name: Any) -> Tensor:
+    """Return ``module``'s tensor called ``name`` (a parameter, a buffer or an already parametrized tensor).
+
+    Example:
+        >>> check_module_tensor(nn.Linear(2, 3), "weight").shape
+        torch.Size([3, 2])
+        >>> check_module_tensor(nn.Linear(2, 3), "weights")
+        Traceback (most recent call last):
+        ...
+        ValueError: name: Linear has no parameter or buffer 'weights' (it has ['weight', 'bias'])
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {module!r} of type {type(module).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r} of type {type(name).__name__}")
+    parametrized = getattr(module, "parametrizations", None)
+    known = name in module._parameters or name in module._buffers or (parametrized is not None and name in parametrized)
+    if not known:
+        own = [*module._parameters, *module._buffers]
+        raise ValueError(f"name: {type(module).__name__} has no parameter or buffer {name!r} (it has {own!r})")
+    return getattr(module, name)
+
+
+def check_mask(name: str, mask: Any, tensor: Tensor) -> Tensor:
+    """Return ``mask`` after checking it is a tensor of zeros and ones that broadcasts to ``tensor``'s shape.
+
+    Example:
+        >>> check_mask("mask", torch.tensor([1.0, 0.0, 1.0]), torch.ones(2, 3)).tolist()
+        [1.0, 0.0, 1.0]
+        >>> check_mask("mask", torch.tensor([0.5, 1.0, 1.0]), torch.ones(2, 3))
+        Traceback (most recent call last):
+        ...
+        ValueError: mask must hold only 0 and 1 (or True and False), got values [0.5, 1.0]
+    """
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a tensor of 0 and 1, got {mask!r} of type {type(mask).__name__}")
+    if mask.is_complex():
+        raise TypeError(f"{name} must be a real tensor of 0 and 1, got dtype {mask.dtype}")
+    if not _broadcasts_to(mask.shape, tensor.shape):
+        raise ValueError(
+            f"{name} of shape {tuple(mask.shape)} does not broadcast to the tensor's shape {tuple(tensor.shape)}"
+        )
+    values = torch.unique(mask.detach())
+    if not ((values == 0) | (values == 1)).all():
+        raise ValueError(f"{name} must hold only 0 and 1 (or True and False), got values {values.tolist()}")
+    return mask
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def check_per_parameter(name: str, values: Any, count: int) -> List[Any]:
+    """Return ``values`` (a tensor, or a sequence of them) as a list after checking it holds ``count`` items,
+    one per parameter.
+
+    Example:
+        >>> check_per_parameter("masks", [torch.ones(2)], 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: masks must hold one item per parameter: 2 parameters, 1 given
+    """
+    if isinstance(values, Tensor):
+        values = [values]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of tensors, got {values!r}")
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"{name} must hold one item per parameter: {count} parameters, {len(values)} given")
+    return values

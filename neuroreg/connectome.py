@@ -15,8 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from neuroreg._validation import (
+    CONVENTIONS,
+    DALE_DRAWS,
     check_callable,
     check_dale_arguments,
+    check_dale_options,
     check_keywords,
     check_matrix,
     check_open_unit,
@@ -35,7 +38,7 @@ from neuroreg.functional.connectome import (
     weights_distance,
     weights_distance_add_grad_,
 )
-from neuroreg.init import dale_
+from neuroreg.init import check_dale_draw, dale_
 
 __all__ = [
     "DaleLaw",
@@ -46,8 +49,16 @@ __all__ = [
     "WeightsDistance",
 ]
 
-#: The keyword arguments of :func:`neuroreg.init.dale_` that the Dale penalties pass on, with its defaults.
-DALE_DEFAULTS: Dict[str, Any] = {"inh_ratio": 0.5, "rho": 0.99, "inh_first": True, "seed": None}
+#: The keyword arguments of :func:`neuroreg.init.dale_` that the Dale penalties (and
+#: :func:`neuroreg.constraints.dale_`) pass on, with its defaults.
+DALE_DEFAULTS: Dict[str, Any] = {
+    "inh_ratio": 0.5,
+    "rho": 0.99,
+    "inh_first": True,
+    "seed": None,
+    "convention": "i->j",
+    "draw": "neuroreg",
+}
 _BASE_KEYWORDS = tuple(
     name
     for name, parameter in inspect.signature(BaseRegularization.__init__).parameters.items()
@@ -55,8 +66,80 @@ _BASE_KEYWORDS = tuple(
 )
 
 
+def check_dale_kwargs(owner: str, reference_weights: Any, dale_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """``dale_kwargs`` checked and completed with :data:`DALE_DEFAULTS` (empty when ``reference_weights``
+    are given, which then exclude them)."""
+    if reference_weights is not None:
+        if dale_kwargs:
+            raise ValueError(
+                f"{owner}: dale_kwargs {sorted(dale_kwargs)} only apply when reference_weights is None "
+                "(the references are then drawn by neuroreg.init.dale_; given references are in the weight's "
+                "own layout); got both"
+            )
+        return {}
+    drawn = {**DALE_DEFAULTS, **dale_kwargs}
+    inh_ratio, rho, inh_first, seed = check_dale_arguments(drawn["inh_ratio"], drawn["rho"], drawn["inh_first"],
+                                                           drawn["seed"])
+    convention, draw, _, _ = check_dale_options(drawn["convention"], drawn["draw"], False, None)
+    return {"inh_ratio": inh_ratio, "rho": rho, "inh_first": inh_first, "seed": seed, "convention": convention,
+            "draw": draw}
+
+
+def reference_signs(tensors: Sequence[Tensor], reference_weights: Any, drawn: Dict[str, Any]) -> List[Tensor]:
+    """One float64 sign tensor per tensor: of ``reference_weights`` (checked), or drawn by
+    :func:`neuroreg.init.dale_` with ``drawn`` (from :func:`check_dale_kwargs`) when they are ``None``.
+
+    The k-th tensor's draw takes ``seed + k`` (weights of one shape get different references, and a single
+    weight gets exactly ``dale_(..., seed=seed)``), except with ``draw="neurotorch"``: NeuroTorch draws every
+    weight's reference with the same arguments, seed included.
+    """
+    if reference_weights is not None:
+        references = check_reference_tensors("reference_weights", reference_weights, tensors)
+        # Signs are taken before any cast, so a tiny reference weight cannot round to a zero sign.
+        return [torch.sign(r.to(torch.float64)) for r in references]
+    for tensor in tensors:
+        check_dale_draw(tensor.shape, drawn["inh_ratio"], drawn["rho"], drawn["convention"], drawn["draw"])
+    seed, same_seed = drawn["seed"], drawn["draw"] == "neurotorch"
+    seeds = [seed if seed is None or same_seed else seed + k for k in range(len(tensors))]
+    return [
+        dale_(torch.empty(t.shape, dtype=torch.float64), **{**drawn, "seed": k_seed}).sign_()
+        for k_seed, t in zip(seeds, tensors)
+    ]
+
+
+# The configuration of a draw, held in one int64 buffer so that it is in state_dict() and a loaded checkpoint
+# reports what its references were drawn with; integers because `.to(dtype)` casts floating buffers (a
+# bfloat16 copy of rho would report another rho). Floats are stored as their float64 bit patterns, the seed
+# (< 2**64) as the int64 with its bits. Entry 0 is 1 for a draw, 0 for given references.
+_CONFIG_SIZE = 8
+
+
+def _encode_dale_kwargs(drawn: Dict[str, Any]) -> Tensor:
+    if not drawn:
+        return torch.zeros(_CONFIG_SIZE, dtype=torch.int64)
+    floats = torch.tensor([drawn["inh_ratio"], drawn["rho"]], dtype=torch.float64).view(torch.int64).tolist()
+    seed = drawn["seed"]
+    return torch.tensor(
+        [1, *floats, int(drawn["inh_first"]), int(seed is not None),
+         0 if seed is None else (seed - 2**64 if seed >= 2**63 else seed),
+         CONVENTIONS.index(drawn["convention"]), DALE_DRAWS.index(drawn["draw"])],
+        dtype=torch.int64,
+    )
+
+
+def _decode_dale_kwargs(config: Tensor) -> Dict[str, Any]:
+    is_drawn, ratio_bits, rho_bits, inh_first, has_seed, seed, convention, draw = config.tolist()
+    if not is_drawn:
+        return {}
+    inh_ratio, rho = torch.tensor([ratio_bits, rho_bits], dtype=torch.int64).view(torch.float64).tolist()
+    return {"inh_ratio": inh_ratio, "rho": rho, "inh_first": bool(inh_first),
+            "seed": (seed + 2**64 if seed < 0 else seed) if has_seed else None,
+            "convention": CONVENTIONS[convention], "draw": DALE_DRAWS[draw]}
+
+
 class _SignReference(BaseRegularization):
-    """Holds 2-D weights and one reference sign matrix per weight (buffers ``reference_signs_{k}``)."""
+    """Holds 2-D weights and one reference sign matrix per weight (buffers ``reference_signs_{k}``), and the
+    arguments they were drawn with (buffer ``dale_config``)."""
 
     def __init__(
         self,
@@ -68,38 +151,27 @@ class _SignReference(BaseRegularization):
     ) -> None:
         owner = type(self).__name__
         check_keywords(f"{owner} keyword arguments", kwargs, (*DALE_DEFAULTS, *_BASE_KEYWORDS))
-        dale_kwargs = {key: value for key, value in kwargs.items() if key in DALE_DEFAULTS}
-        if reference_weights is not None and dale_kwargs:
-            raise ValueError(
-                f"{owner}: dale_kwargs {sorted(dale_kwargs)} only apply when reference_weights is None "
-                "(the references are then drawn by neuroreg.init.dale_); got both"
-            )
-        inh_ratio, rho, inh_first, seed = check_dale_arguments(**{**DALE_DEFAULTS, **dale_kwargs})
+        drawn = check_dale_kwargs(owner, reference_weights,
+                                  {key: value for key, value in kwargs.items() if key in DALE_DEFAULTS})
         base_kwargs = {key: value for key, value in kwargs.items() if key not in DALE_DEFAULTS}
         super().__init__(params, Lambda, optimizer, **base_kwargs)
         for name, param in zip(self.param_names, self.params):
             check_matrix(f"params[{name!r}]", param)
-        drawn = {"inh_ratio": inh_ratio, "rho": rho, "inh_first": inh_first, "seed": seed}
-        if reference_weights is None:
-            # The k-th weight takes seed + k: weights of one shape get different references, and a single
-            # weight gets exactly dale_(..., seed=seed).
-            seeds = [None if seed is None else seed + k for k in range(len(self.params))]
-            references = [
-                dale_(torch.empty(p.shape, dtype=torch.float64), **{**drawn, "seed": k_seed})
-                for k_seed, p in zip(seeds, self.params)
-            ]
-        else:
-            references = check_reference_tensors("reference_weights", reference_weights, self.params)
-        #: The arguments the references were drawn with (empty when reference_weights were given).
-        self.dale_kwargs: Dict[str, Any] = drawn if reference_weights is None else {}
-        # Signs are taken before any cast, so a tiny reference weight cannot round to a zero sign.
-        signs = [torch.sign(r.to(torch.float64)) for r in references]
+        signs = reference_signs(list(self.params), reference_weights, drawn)
         self._register_buffer_list("reference_signs", [s.to(p) for s, p in zip(signs, self.params)])
+        self.register_buffer("dale_config", _encode_dale_kwargs(drawn))
 
     @property
     def reference_signs(self) -> List[Tensor]:
         """The reference sign matrices :math:`S_k`, one per held parameter (buffers ``reference_signs_{k}``)."""
         return self._buffer_list("reference_signs")
+
+    @property
+    def dale_kwargs(self) -> Dict[str, Any]:
+        """The arguments of :func:`neuroreg.init.dale_` the references were drawn with (empty when
+        reference_weights were given): read from the state, so after ``load_state_dict`` they are the
+        checkpoint's, as the signs are."""
+        return _decode_dale_kwargs(self.dale_config)
 
 
 class DaleLawL2(_SignReference):

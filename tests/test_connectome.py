@@ -19,6 +19,7 @@ import neuroreg as nr
 from neuroreg import functional as F
 from neuroreg.init import dale_
 from neuroreg.testing import BPTT, ProtocolTrainer
+from tests.neurotorch_support import import_neurotorch
 from tests.protocol import make_batches, parameters_of, seeded_model
 from tests.registry import make_params
 from tests.test_callbacks import LR, assert_same, train_by_hand
@@ -106,7 +107,8 @@ def test_dale_references_from_dale_init_one_seed_per_parameter() -> None:
         expected = dale_(torch.empty(param.shape, dtype=torch.float64), 0.25, 0.5, False, seed=11 + k).sign()
         torch.testing.assert_close(signs, expected)
     assert not torch.equal(reg.reference_signs[0], reg.reference_signs[1])
-    assert reg.dale_kwargs == {"inh_ratio": 0.25, "rho": 0.5, "inh_first": False, "seed": 11}
+    assert reg.dale_kwargs == {"inh_ratio": 0.25, "rho": 0.5, "inh_first": False, "seed": 11, "convention": "i->j",
+                              "draw": "neuroreg"}
     assert reg._buffer_list("reference_signs")[0] is reg.reference_signs[0]  # the name benchmarks/run.py reads
 
 
@@ -155,6 +157,69 @@ def test_rebuilt_and_loaded_from_a_checkpoint_gives_the_same_penalty(build) -> N
     assert {"reference_signs_0", "reference_signs_1"} <= set(state)
     rebuilt.load_state_dict(state)  # ...until it loads the checkpoint
     assert torch.equal(reg(), rebuilt())
+
+
+@pytest.mark.parametrize("cls", [nr.DaleLawL2, nr.DaleSignPenalty])
+def test_a_loaded_state_reports_the_draw_it_holds(cls) -> None:
+    """Issue 11, item 8: the reported dale_kwargs are the state's, as the signs are."""
+    params = make_params((6, 6), (4, 5))
+    drawn = {"inh_ratio": 0.3, "rho": 0.6, "inh_first": False, "seed": 2**63 + 5, "convention": "j->i",
+             "draw": "neuroreg"}
+    saved = cls(params, **drawn)
+    loaded = cls(params, inh_ratio=0.5, seed=1)
+    assert loaded.dale_kwargs["seed"] == 1
+    buffer = io.BytesIO()
+    torch.save(saved.state_dict(), buffer)
+    buffer.seek(0)
+    loaded.load_state_dict(torch.load(buffer, weights_only=True))
+    assert loaded.dale_kwargs == saved.dale_kwargs == drawn
+    for k, (signs, param) in enumerate(zip(loaded.reference_signs, params)):
+        expected = dale_(torch.empty(param.shape, dtype=torch.float64), **{**drawn, "seed": drawn["seed"] + k})
+        torch.testing.assert_close(signs, expected.sign())
+    given = cls(params, reference_weights=[torch.ones(6, 6), torch.ones(4, 5)])
+    assert given.dale_kwargs == {}
+    given.load_state_dict(saved.state_dict())
+    assert given.dale_kwargs == drawn
+    saved.load_state_dict(cls(params, reference_weights=[torch.ones(6, 6), torch.ones(4, 5)]).state_dict())
+    assert saved.dale_kwargs == {}
+
+
+def test_the_reported_draw_survives_a_cast_of_the_regularization() -> None:
+    (w,) = make_params((5, 5))
+    reg = nr.DaleLaw([w], inh_ratio=0.3, rho=0.7, seed=3).to(torch.bfloat16)
+    assert reg.reference_signs[0].dtype == torch.bfloat16
+    assert reg.dale_kwargs["inh_ratio"] == 0.3 and reg.dale_kwargs["rho"] == 0.7  # not rounded to bfloat16
+
+
+# --- convention and NeuroTorch's draw ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [nr.DaleLawL2, nr.DaleLaw, nr.DaleSignPenalty])
+def test_post_to_pre_convention_draws_column_signs_for_rnn_weights(cls) -> None:
+    rnn = nn.RNN(3, 6)
+    reg = cls([rnn.weight_hh_l0, rnn.weight_ih_l0], inh_ratio=0.5, rho=1.0, seed=4, convention="j->i")
+    hh, ih = reg.reference_signs
+    # Column j of weight_hh_l0 is what hidden neuron j sends (h' = W_hh h): one sign per column.
+    torch.testing.assert_close(hh, dale_(torch.empty(6, 6, dtype=torch.float64), 0.5, 1.0, seed=4).sign().T.float())
+    torch.testing.assert_close(ih, dale_(torch.empty(3, 6, dtype=torch.float64), 0.5, 1.0, seed=5).sign().T.float())
+    assert (hh[:, :3] == -1).all() and (hh[:, 3:] == 1).all()
+    assert reg.dale_kwargs["convention"] == "j->i"
+
+
+@pytest.mark.parametrize(
+    "dale_kwargs",
+    [{"rho": 0.5, "seed": 3}, {"inh_ratio": 0.2, "rho": 0.9, "inh_first": False, "seed": 0}, {"rho": 0.7}],
+)
+@pytest.mark.parametrize("alpha", [0.0, 0.8])
+def test_neurotorch_draw_gives_neurotorchs_references_and_values(dale_kwargs: dict, alpha: float) -> None:
+    import_neurotorch()
+    from neurotorch.regularization.connectome import DaleLawL2 as NeuroTorchDaleLawL2
+
+    params = make_params((8, 8), (8, 8), dtype=torch.float32, seed=2)
+    theirs = NeuroTorchDaleLawL2(params, alpha, Lambda=0.5, **dale_kwargs)
+    ours = nr.DaleLawL2(params, alpha, Lambda=0.5, draw="neurotorch", **dale_kwargs)
+    # NeuroTorch draws every weight's reference with the same seed (or, without one, its default seed).
+    for mine, reference in zip(ours.reference_signs, theirs.reference_weights):
+        assert torch.equal(mine, reference)
+    torch.testing.assert_close(ours(), theirs(), rtol=1e-5, atol=1e-6)
 
 
 def test_references_follow_to_and_the_penalty_follows_the_parameters_dtype() -> None:
@@ -362,6 +427,17 @@ def test_weights_distance_closed_form_equals_autograd_where_weights_equal_refere
         (lambda w, v: nr.DaleLaw([w], reference_weights=[torch.ones(3, 4)], seed=0), ValueError,
          r"dale_kwargs \['seed'\] only apply when reference_weights is None"),
         (lambda w, v: nr.DaleLawL2([w], rho=0.0), ValueError, r"rho must be in \(0, 1\], got 0.0"),
+        (lambda w, v: nr.DaleSignPenalty([w], convention="post"), ValueError, "convention must be one of"),
+        (lambda w, v: nr.DaleLaw([w], reference_weights=[torch.ones(3, 4)], convention="j->i"), ValueError,
+         r"dale_kwargs \['convention'\] only apply when reference_weights is None"),
+        (lambda w, v: nr.DaleLaw([w], draw="numpy"), ValueError, "draw must be one of"),
+        (lambda w, v: nr.DaleLawL2([w], draw="neurotorch", rho=0.5), ValueError,
+         r"draw='neurotorch' needs a square tensor .* got shape \(3, 4\)"),
+        (lambda w, v: nr.DaleLawL2([nn.Parameter(torch.ones(3, 3)), w], draw="neurotorch", rho=0.5), ValueError,
+         "draw='neurotorch' needs a square tensor"),
+        (lambda w, v: nr.DaleLawL2([nn.Parameter(torch.ones(3, 3))], draw="neurotorch", rho=1.0), ValueError,
+         "draw='neurotorch' is undefined at rho=1"),
+        (lambda w, v: nr.DaleLaw([w], balance=True), ValueError, "unknown keyword argument 'balance'"),
         (lambda w, v: nr.DaleLaw([w], inh_ratio=2), ValueError, r"inh_ratio must be in \[0, 1\], got 2"),
         (lambda w, v: nr.DaleLaw([w], inh_first="yes"), TypeError, "inh_first must be a bool"),
         (lambda w, v: nr.DaleLaw([w], seed=-3), ValueError, "seed must be >= 0"),
@@ -444,3 +520,19 @@ def test_sign_penalty_as_a_callback_trains_on_the_sum_and_removes_violations(p: 
     assert violations(trained, reg) <= (2 if p == 1 else before // 2)
     remaining = F.dale_sign_penalty(trained[0::2], reg.reference_signs, p)
     assert remaining < 1e-3 * F.dale_sign_penalty(without[0::2], reg.reference_signs, p)
+
+
+def test_reference_signs_of_weights_below_the_parameters_dtype_range() -> None:
+    # -1e-50 underflows to -0.0 in float32: its sign must be taken in float64, before the cast, or that
+    # connection would lose its constraint. Expected values from NumPy on the float64 reference.
+    (w,) = make_params((2, 3), dtype=torch.float32)
+    reference = torch.tensor([[-1e-50, 1e-300, -2.0], [3.0, -1e-45, 0.0]], dtype=torch.float64)
+    with torch.no_grad():
+        w.copy_(torch.tensor([[0.5, -0.25, 1.0], [-2.0, 0.75, -1.0]]))
+    reg = nr.DaleSignPenalty([w], reference_weights=[reference], p=2)
+    S = np.sign(reference.numpy())
+    np.testing.assert_array_equal(reg.reference_signs[0].numpy(), S)
+    W = w.detach().double().numpy()
+    assert float(reg().detach()) == pytest.approx((np.maximum(-W * S, 0) ** 2).sum(), rel=1e-6)
+    reg().backward()
+    np.testing.assert_allclose(w.grad.numpy(), -2 * S * np.maximum(-W * S, 0), rtol=1e-6)

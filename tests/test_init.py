@@ -1,9 +1,11 @@
-"""neuroreg.init.dale_: Dale's law by rows, density, scale, determinism, the in-place contract, bad input."""
+"""neuroreg.init.dale_: Dale's law by rows, density, scale, determinism, the in-place contract, the
+connectivity convention, balance, spectral radius, NeuroTorch's draw (against NeuroTorch itself), bad input."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 import neuroreg as nr
 from neuroreg.init import dale_
+from tests.neurotorch_support import import_neurotorch
 
 
 def row_signs(w: torch.Tensor) -> torch.Tensor:
@@ -120,6 +123,88 @@ def test_properties(rows: int, cols: int, inh_ratio: float, rho: float, inh_firs
         assert int((signs < 0).sum()) == int(round(rows * inh_ratio, 9))
 
 
+# --- convention ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 6), (4, 9), (9, 4)])
+def test_post_to_pre_layout_is_the_transpose_and_has_one_sign_per_column(shape: tuple) -> None:
+    kwargs = {"inh_ratio": 0.25, "rho": 0.7, "inh_first": False, "seed": 3}
+    w = dale_(torch.empty(shape), convention="j->i", **kwargs)
+    assert torch.equal(w, dale_(torch.empty(shape[::-1]), **kwargs).T)
+    signs = row_signs(w.T)  # column j is neuron j's outgoing weights in W @ h
+    assert not ((w > 0).any(dim=0) & (w < 0).any(dim=0)).any(), "a column with both signs"
+    assert int((signs < 0).sum()) <= int(shape[1] * 0.25)
+
+
+def test_post_to_pre_layout_in_a_linear_layer_makes_inhibitory_inputs_negative() -> None:
+    layer = torch.nn.Linear(8, 5, bias=False)
+    dale_(layer.weight, inh_ratio=0.25, rho=1.0, seed=0, convention="j->i")
+    for j in range(8):
+        response = layer(torch.eye(8)[j])  # input neuron j alone
+        assert (response < 0).all() if j < 2 else (response > 0).all()
+
+
+# --- balance and spectral radius -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("draw", ["neuroreg", "neurotorch"])
+def test_balance_scales_the_inhibitory_weights_by_the_excitatory_to_inhibitory_count(draw: str) -> None:
+    kwargs = {"inh_ratio": 0.2, "rho": 0.5, "inh_first": False, "seed": 5, "draw": draw}
+    plain = dale_(torch.empty(50, 50, dtype=torch.float64), **kwargs)
+    balanced = dale_(torch.empty(50, 50, dtype=torch.float64), balance=True, **kwargs)
+    inhibitory = (plain < 0).any(dim=1)
+    assert int(inhibitory.sum()) == 10
+    torch.testing.assert_close(balanced[inhibitory], plain[inhibitory] * 40 / 10)
+    assert torch.equal(balanced[~inhibitory], plain[~inhibitory])
+
+
+def test_balanced_inputs_sum_to_zero_in_expectation() -> None:
+    w = dale_(torch.empty(400, 300, dtype=torch.float64), inh_ratio=0.2, rho=0.3, seed=1, balance=True)
+    column_sums = w.sum(dim=0)  # each postsynaptic neuron's summed input
+    unbalanced = dale_(torch.empty(400, 300, dtype=torch.float64), inh_ratio=0.2, rho=0.3, seed=1).sum(dim=0)
+    # Zero mean across neurons, to within 4 standard errors; unbalanced, the mean is many errors away.
+    assert abs(float(column_sums.mean())) < 4 * float(column_sums.std()) / math.sqrt(300)
+    assert float(unbalanced.mean()) > 20 * float(unbalanced.std()) / math.sqrt(300)
+
+
+@pytest.mark.parametrize("convention", ["i->j", "j->i"])
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.5])
+def test_spectral_radius_rescales_to_exactly_that_radius(radius: float, convention: str) -> None:
+    kwargs = {"inh_ratio": 0.2, "rho": 0.8, "seed": 2, "balance": True, "convention": convention}
+    scaled = dale_(torch.empty(40, 40, dtype=torch.float64), spectral_radius=radius, **kwargs)
+    plain = dale_(torch.empty(40, 40, dtype=torch.float64), **kwargs)
+    assert np.abs(np.linalg.eigvals(scaled.numpy())).max() == pytest.approx(radius, rel=1e-10)
+    factor = radius / np.abs(np.linalg.eigvals(plain.numpy())).max()
+    torch.testing.assert_close(scaled, plain * factor)
+
+
+# --- NeuroTorch's draw ---------------------------------------------------------------------------------------------
+NEUROTORCH_CASES = [
+    (64, 0.5, 0.99, True, 0),
+    (10, 0.29, 0.5, False, 3),  # int(10 * 0.29) = 2 inhibitory neurons in NeuroTorch, as here
+    (100, 0.29, 0.8, True, 5),  # int(100 * 0.29) = 28 in NeuroTorch (neuroreg's own draw counts 29)
+    (7, 0.2, 0.1, False, None),  # seed=None: NeuroTorch's fresh generator, its default seed
+    (1, 0.5, 0.5, True, 1),
+    (33, 0.0, 0.3, False, 2**40),
+]
+
+
+@pytest.mark.parametrize(("n", "inh_ratio", "rho", "inh_first", "seed"), NEUROTORCH_CASES)
+def test_neurotorch_draw_is_neurotorchs_exactly(n: int, inh_ratio: float, rho: float, inh_first: bool, seed) -> None:
+    import_neurotorch()
+    from neurotorch.init import dale_ as neurotorch_dale_
+
+    expected = neurotorch_dale_(torch.empty(n, n), inh_ratio, rho, inh_first, seed)
+    ours = dale_(torch.empty(n, n), inh_ratio, rho, inh_first, seed, draw="neurotorch")
+    assert torch.equal(ours, expected) and torch.equal(ours.sign(), expected.sign())
+    as_double = dale_(torch.empty(n, n, dtype=torch.float64), inh_ratio, rho, inh_first, seed, draw="neurotorch")
+    assert torch.equal(as_double, expected.double())  # other dtypes: NeuroTorch's draw, cast
+    transposed = dale_(torch.empty(n, n), inh_ratio, rho, inh_first, seed, draw="neurotorch", convention="j->i")
+    assert torch.equal(transposed, expected.T)
+
+
+def test_neurotorch_draw_with_no_seed_is_the_same_every_call_as_in_neurotorch() -> None:
+    first = dale_(torch.empty(5, 5), rho=0.5, draw="neurotorch")
+    torch.manual_seed(123)  # NeuroTorch never reads the global generator
+    assert torch.equal(first, dale_(torch.empty(5, 5), rho=0.5, draw="neurotorch"))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -136,6 +221,23 @@ def test_properties(rows: int, cols: int, inh_ratio: float, rho: float, inh_firs
         ({"inh_first": 1}, TypeError, "inh_first must be a bool, got 1"),
         ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
         ({"seed": 1.5}, TypeError, "seed must be an integer, got 1.5"),
+        ({"convention": "pre->post"}, ValueError, r"convention must be one of \['i->j', 'j->i'\], got 'pre->post'"),
+        ({"draw": "nest"}, ValueError, r"draw must be one of \['neuroreg', 'neurotorch'\], got 'nest'"),
+        ({"balance": 1}, TypeError, "balance must be a bool, got 1"),
+        ({"spectral_radius": 0}, ValueError, r"spectral_radius must be in \(0, inf\], got 0"),
+        ({"spectral_radius": "1"}, TypeError, "spectral_radius must be a real number"),
+        ({"tensor": torch.full((3, 4), 7.0), "spectral_radius": 1.0}, ValueError,
+         r"spectral_radius needs a square tensor, got shape \(3, 4\)"),
+        ({"draw": "neurotorch", "rho": 1.0}, ValueError, "draw='neurotorch' is undefined at rho=1"),
+        ({"tensor": torch.full((3, 4), 7.0), "draw": "neurotorch"}, ValueError,
+         r"draw='neurotorch' needs a square tensor .* got shape \(3, 4\)"),
+        ({"tensor": torch.full((4, 3), 7.0), "draw": "neurotorch", "convention": "j->i"}, ValueError,
+         r"got shape \(3, 4\)"),
+        ({"inh_ratio": 0.0, "balance": True}, ValueError,
+         "balance=True needs excitatory and inhibitory neurons, got 0 inhibitory of 3"),
+        ({"inh_ratio": 1.0, "balance": True}, ValueError, "got 3 inhibitory of 3"),
+        ({"tensor": torch.full((1, 1), 7.0), "rho": 0.4, "spectral_radius": 1.0}, ValueError,
+         "the drawn matrix has spectral radius 0"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_changes_nothing(kwargs: dict, error: type, match: str) -> None:
