@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,8 @@ __all__ = [
     "check_real",
     "check_reference_tensors",
     "collect_parameters",
+    "parametrized_tensors",
+    "unwrapped_name",
 ]
 
 
@@ -175,20 +177,66 @@ def check_axes_spec(name: str, axes: Union[int, Sequence[int]]) -> Union[int, Se
     return axes
 
 
+#: Name prefixes that wrappers put in front of a model's own parameter names (DistributedDataParallel,
+#: torch.compile, FSDP1): names are matched and reported as on the unwrapped model.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
+
+
+def unwrapped_name(name: str) -> str:
+    """``name`` without the wrapper prefixes of :data:`WRAPPER_PREFIXES`, at any depth.
+
+    Example:
+        >>> unwrapped_name("module._orig_mod.rnn.weight_hh_l0")
+        'rnn.weight_hh_l0'
+    """
+    parts = [part for part in name.split(".") if f"{part}." not in WRAPPER_PREFIXES]
+    return ".".join(parts)
+
+
+def parametrized_tensors(module: nn.Module) -> Dict[int, Tuple[str, nn.Module, str]]:
+    """The tensors of ``module`` that carry a ``torch.nn.utils.parametrize`` parametrization, keyed by the
+    ``id`` of the Parameter the parametrization optimizes: ``(effective name, owning module, attribute)``,
+    where ``getattr(owning module, attribute)`` is the effective (parametrized) tensor.
+
+    Raises:
+        ValueError: A parametrization with several ``original`` tensors (a tuple ``right_inverse``).
+    """
+    found: Dict[int, Tuple[str, nn.Module, str]] = {}
+    for prefix, submodule in module.named_modules():
+        parametrizations = getattr(submodule, "parametrizations", None)
+        if not isinstance(parametrizations, nn.ModuleDict):
+            continue
+        for attribute, parametrization in parametrizations.items():
+            original = getattr(parametrization, "original", None)
+            if not isinstance(original, nn.Parameter):
+                raise ValueError(
+                    f"the parametrization of {prefix + '.' if prefix else ''}{attribute} optimizes several tensors "
+                    f"(original0, original1, ...): regularize them directly with effective=False"
+                )
+            found[id(original)] = (f"{prefix}.{attribute}" if prefix else attribute, submodule, attribute)
+    return found
+
+
 def collect_parameters(
-    params: Any, include: Tuple[str, ...] = (), exclude: Tuple[str, ...] = ()
+    params: Any, include: Tuple[str, ...] = (), exclude: Tuple[str, ...] = (), effective: bool = True
 ) -> Tuple[List[str], List[nn.Parameter]]:
     """Turn the ``params`` argument of a regularization into parallel lists of names and Parameters.
 
     ``params`` may be an ``nn.Module`` (its named parameters), a mapping name -> Parameter, a single
     Parameter, or an iterable of Parameters (named by position). ``include``/``exclude`` are glob patterns
     on the names (``fnmatch`` rules); they need names, so they are refused for a plain iterable. The same
-    Parameter given twice is kept once.
+    Parameter given twice is kept once. A module's names are those of the unwrapped model (without
+    ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``); with ``effective``, the Parameter behind a
+    parametrized tensor is named as that tensor (``0.weight``, not ``0.parametrizations.weight.original``).
     """
     from fnmatch import fnmatchcase
 
     if isinstance(params, nn.Module):
-        named = list(params.named_parameters())
+        views = parametrized_tensors(params) if effective else {}
+        named = [
+            (unwrapped_name(views[id(param)][0] if id(param) in views else name), param)
+            for name, param in params.named_parameters()
+        ]
     elif isinstance(params, Mapping):
         named = list(params.items())
         for key, _ in named:

@@ -9,7 +9,14 @@ from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Lit
 import torch
 from torch import Tensor, nn
 
-from neuroreg._validation import check_choice, check_names, check_real, collect_parameters
+from neuroreg._validation import (
+    check_bool,
+    check_choice,
+    check_names,
+    check_real,
+    collect_parameters,
+    parametrized_tensors,
+)
 from neuroreg.callbacks import BaseCallback
 from neuroreg.functional._multi_tensor import sum_scalars
 from neuroreg.updates import OptimizerHooks, optimizer_param_ids
@@ -84,6 +91,13 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         name: Unique name used in logs and checkpoints (default: class name and a counter).
         include: Glob pattern(s) on parameter names: keep only matching parameters (module or dict only).
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
+            Names are those of the unwrapped model: the ``module.`` (DistributedDataParallel),
+            ``_orig_mod.`` (``torch.compile``) and ``_fsdp_wrapped_module.`` prefixes are left out.
+        effective: For a module with ``torch.nn.utils.parametrize`` parametrizations (such as
+            :func:`neuroreg.constraints.dale_`, ``spectral_norm`` or ``weight_norm``), regularize the tensor
+            the model uses (``layer.weight``, named ``weight``), recomputed at each call, rather than the raw
+            ``parametrizations.weight.original`` (``effective=False``). The closed-form gradient is then
+            carried back through the parametrization by autograd.
         priority: Callback priority (lower runs first), default 10.
         save_state: Whether :meth:`get_checkpoint_state` returns the state.
         load_state: Whether :meth:`load_checkpoint_state` restores it (default: ``save_state``).
@@ -111,6 +125,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         name: Optional[str] = None,
         include: Union[str, Sequence[str], None] = None,
         exclude: Union[str, Sequence[str], None] = None,
+        effective: bool = True,
         priority: Optional[int] = None,
         save_state: bool = True,
         load_state: Optional[bool] = None,
@@ -119,13 +134,19 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         weight = self._check_lambda(Lambda, schedule, 0)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
+        effective = check_bool("effective", effective)
         names, parameters = collect_parameters(
-            [] if params is None else params, check_names("include", include), check_names("exclude", exclude)
+            [] if params is None else params, check_names("include", include), check_names("exclude", exclude),
+            effective,
         )
+        views = parametrized_tensors(params) if effective and isinstance(params, nn.Module) else {}
         nn.Module.__init__(self)
         BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)
         self.params = _HeldParameters(parameters)
         self.param_names: List[str] = names
+        # For each held Parameter, the (module, attribute) whose getattr is the effective tensor of a
+        # parametrization, else None. A plain list: the owning modules are the model's, not submodules here.
+        self._views: List[Optional[tuple]] = [views[id(p)][1:] if id(p) in views else None for p in parameters]
         self.optimizer = optimizer
         self.schedule: Optional[Callable[[int], float]] = schedule
         # Lambda lives in a float64 buffer (exact for any Python float, in state_dict, and a tensor input to
@@ -231,8 +252,17 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
         return [buffer for param, buffer in zip(self.params, self._buffer_list(prefix)) if param.requires_grad]
 
-    def regularized_parameters(self) -> List[nn.Parameter]:
-        """The held parameters that the penalty acts on now (frozen ones are skipped)."""
+    def regularized_parameters(self) -> List[Tensor]:
+        """The tensors the penalty acts on now: the held parameters that are not frozen, each parametrized one
+        as its effective tensor (computed now, differentiable into the raw parameter; see ``effective``)."""
+        if not any(self._views):
+            return [p for p in self.params if p.requires_grad]
+        return [
+            p if view is None else getattr(*view) for p, view in zip(self.params, self._views) if p.requires_grad
+        ]
+
+    def _trainable_parameters(self) -> List[nn.Parameter]:
+        """The held Parameters that are not frozen (raw ones for parametrized tensors), in held order."""
         return [p for p in self.params if p.requires_grad]
 
     def _zero(self) -> Tensor:
@@ -274,6 +304,9 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
                 (penalty * scale).backward()
             return
         alpha = scale * self._lambda_value
+        if any(self._views):
+            self._accumulate_grad_through_views(alpha, with_value)
+            return
         with torch.no_grad():
             params = self.regularized_parameters()
             for param in params:
@@ -285,6 +318,19 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
                 self()
             else:
                 self._value_stale = True
+
+    def _accumulate_grad_through_views(self, alpha: float, with_value: bool) -> None:
+        """Joint mode with parametrized tensors: the closed-form gradient of the effective tensors, carried
+        back into the raw parameters' ``.grad`` by autograd (through the parametrizations only)."""
+        with torch.enable_grad():
+            tensors = self.regularized_parameters()
+        if tensors and alpha != 0:
+            torch.autograd.backward(tensors, self._closed_form_grads([t.detach() for t in tensors], alpha))
+        if with_value:
+            with torch.no_grad():
+                self()
+        else:
+            self._value_stale = True
 
     def _closed_form_call(self, args: tuple, kwargs: dict) -> bool:
         # Under torch.compile the graph is traced through forward (the compiler fuses it anyway), and
@@ -312,11 +358,15 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
 
     def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
         """``scale * Lambda * ∂penalty/∂p`` for each regularized parameter, keyed by ``id(p)``."""
-        params = self.regularized_parameters()
+        params = self._trainable_parameters()
         if not params:
             return {}
         if self.closed_form_grad:
-            grads = self._closed_form_grads(params, scale * self._lambda_value)
+            with torch.enable_grad():
+                tensors = self.regularized_parameters()
+            grads = self._closed_form_grads([t.detach() for t in tensors], scale * self._lambda_value)
+            if any(self._views):
+                grads = torch.autograd.grad(tensors, params, grads, allow_unused=True)
             self._value_stale = True
         else:
             with torch.enable_grad():
@@ -349,7 +399,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         """Add ``scale * Lambda * ∂penalty/∂p`` to the gradient of each regularized parameter in ``held`` (the
         parameters of the optimizer about to step)."""
-        params = self.regularized_parameters()
+        params = self._trainable_parameters()
         if all(id(param) in held for param in params):
             self._accumulate_grad(scale, with_value=False)
             return
@@ -393,7 +443,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         if self.optimizer is None:
             raise RuntimeError(f"{self.name} has no optimizer: separate_step() needs one (see `mode`)")
         params = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
-        params.update((id(p), p) for p in self.regularized_parameters())
+        params.update((id(p), p) for p in self._trainable_parameters())
         saved = {key: p.grad for key, p in params.items()}
         try:
             for param in params.values():
@@ -545,6 +595,7 @@ class RegularizationList(BaseRegularization):
                     params.append(param)
         self.params = _HeldParameters(params)
         self.param_names = names
+        self._views = [None] * len(params)   # members resolve their own effective tensors
 
     def append(self, regularization: BaseRegularization) -> RegularizationList:
         """Add a member (a ``TypeError`` if it is not a regularization, ``ValueError`` on a name clash)."""

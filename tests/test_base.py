@@ -407,3 +407,74 @@ def test_direct_call_is_first_order_and_forward_gives_higher_orders() -> None:
     (first,) = torch.autograd.grad(reg.Lambda * reg.forward(), w, create_graph=True)
     (second,) = torch.autograd.grad(first.sum(), w)
     torch.testing.assert_close(second, torch.ones_like(w))
+
+
+# --- parametrized modules: the effective weight ------------------------------------------------------------------
+class _SignedSquare(nn.Module):
+    """A parametrization whose effective weight is w * |w|: far from the raw tensor, so a mix-up shows."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * w.abs()
+
+
+def _parametrized_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    torch.nn.utils.parametrize.register_parametrization(model[0], "weight", _SignedSquare())
+    return model
+
+
+EFFECTIVE_CASES = {
+    "L1": (lambda m: nr.L1(m, Lambda=0.7, include="*weight"), lambda ws: 0.7 * sum(w.abs().sum() for w in ws)),
+    "L2-squared": (lambda m: nr.L2(m, Lambda=0.7, squared=True, include="*weight"),
+                   lambda ws: 0.7 * sum(w.pow(2).sum() for w in ws)),
+    "DaleSignPenalty": (lambda m: nr.DaleSignPenalty(m, Lambda=0.7, include="*weight", seed=0),
+                        None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EFFECTIVE_CASES))
+def test_penalties_on_a_parametrized_module_act_on_its_effective_weight(case: str) -> None:
+    build, by_hand = EFFECTIVE_CASES[case]
+    model = _parametrized_model()
+    reg = build(model)
+    assert reg.param_names == ["0.weight", "2.weight"]   # include="*weight" finds the parametrized weight
+    raw = model[0].parametrizations.weight.original
+    weights = lambda: [model[0].weight, model[2].weight]  # noqa: E731  (recomputed: effective tensors)
+    if by_hand is None:   # sum relu(-W * S)^2 with the penalty's own reference signs
+        signs = reg.reference_signs
+        by_hand = lambda ws: 0.7 * sum(torch.relu(-w * s).pow(2).sum() for w, s in zip(ws, signs))  # noqa: E731
+    expected = by_hand(weights())
+    want = torch.autograd.grad(expected, [raw, model[2].weight])
+    torch.testing.assert_close(reg(), expected.detach())
+    direct = torch.autograd.grad(reg(), [raw, model[2].weight])
+    model.zero_grad()
+    reg.accumulate_grad()
+    for got in (direct, (raw.grad, model[2].weight.grad)):
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)
+    assert not torch.allclose(want[0], torch.autograd.grad(by_hand([raw, model[2].weight]), raw)[0])
+
+
+def test_effective_false_regularizes_the_raw_parameter_under_its_own_name() -> None:
+    model = _parametrized_model()
+    reg = nr.L1(model, Lambda=1.0, effective=False, include="*weight*")
+    assert reg.param_names == ["0.parametrizations.weight.original", "2.weight"]
+    raw = model[0].parametrizations.weight.original
+    torch.testing.assert_close(reg(), raw.abs().sum() + model[2].weight.abs().sum())
+    with pytest.raises(TypeError, match="effective must be a bool"):
+        nr.L1(model, effective="yes")
+
+
+def test_wrapper_prefixes_are_left_out_of_names() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+
+    class DataParallelLike(nn.Module):   # DistributedDataParallel keeps the model as .module
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    for wrapped in (DataParallelLike(model), torch.compile(model)):
+        reg = nr.L2(wrapped, include="2.*")
+        assert reg.param_names == ["2.weight", "2.bias"]
+        assert reg.params[0] is model[2].weight and reg.params[1] is model[2].bias
