@@ -1,6 +1,7 @@
 """neuroreg: PyTorch regularizations for neural-network models of the brain."""
 
 from neuroreg import callbacks, constraints, functional, init, scalarise, schedules
+from neuroreg.activity import ActivityL1, ActivityL2, FiringRateKL, FiringRateRange
 from neuroreg.base import BaseRegularization, RegularizationList
 from neuroreg.connectome import (
     DaleLaw,
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "L1",
     "L2",
+    "ActivityL1",
+    "ActivityL2",
     "BaseRegularization",
     "BatchCorrelationLoss",
     "DaleLaw",
@@ -33,6 +36,8 @@ __all__ = [
     "EquilibriumLogitLoss",
     "EquilibriumLoss",
     "ExcRatioTargetRegularization",
+    "FiringRateKL",
+    "FiringRateRange",
     "InhRatioTargetRegularization",
     "JSDivergenceLogitLoss",
     "JSDivergenceLoss",

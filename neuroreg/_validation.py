@@ -30,10 +30,13 @@ __all__ = [
     "check_matrix",
     "check_names",
     "check_open_unit",
+    "check_output_selector",
     "check_real",
     "check_reference_tensors",
+    "collect_modules",
     "collect_parameters",
     "parametrized_tensors",
+    "select_output",
     "unwrapped_name",
 ]
 
@@ -551,3 +554,101 @@ def check_per_parameter(name: str, values: Any, count: int) -> List[Any]:
     if len(values) != count:
         raise ValueError(f"{name} must hold one item per parameter: {count} parameters, {len(values)} given")
     return values
+
+
+def collect_modules(
+    modules: Any, include: Tuple[str, ...] = (), exclude: Tuple[str, ...] = ()
+) -> Tuple[List[str], List[nn.Module]]:
+    """Turn the ``modules`` argument of an activity regularization into parallel lists of names and modules.
+
+    ``modules`` may be ``None`` (nothing recorded), an ``nn.Module`` (itself, or with ``include`` the
+    submodules whose names match a glob pattern, less those matching ``exclude``), or an iterable of modules
+    (named by position; no patterns). The same module given twice is kept once.
+
+    Example:
+        >>> collect_modules(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), include="1")[0]
+        ['1']
+        >>> collect_modules(nn.Sequential(nn.Linear(2, 2)), include="rnn*")
+        Traceback (most recent call last):
+        ...
+        ValueError: include ('rnn*',) selects no module of Sequential (exclude ()); its modules are ['0']
+    """
+    from fnmatch import fnmatchcase
+
+    include, exclude = check_names("include", include), check_names("exclude", exclude)
+    if isinstance(modules, nn.Module):
+        if not include:
+            if exclude:
+                raise ValueError(f"exclude {exclude!r} filters the modules that include selects: give include too")
+            return [type(modules).__name__], [modules]
+        everything = [(key, module) for key, module in modules.named_modules() if key]
+        named = [
+            (key, module) for key, module in everything
+            if any(fnmatchcase(key, pat) for pat in include) and not any(fnmatchcase(key, pat) for pat in exclude)
+        ]
+        if not named:
+            raise ValueError(
+                f"include {include!r} selects no module of {type(modules).__name__} (exclude {exclude!r}); its "
+                f"modules are {[key for key, _ in everything][:20]!r}"
+            )
+    elif modules is None or (isinstance(modules, Iterable) and not isinstance(modules, (str, bytes, Mapping, Tensor))):
+        if include or exclude:
+            raise ValueError(
+                f"include/exclude select modules by name, so modules must be an nn.Module, got {type(modules).__name__}"
+            )
+        named = [(str(index), module) for index, module in enumerate(modules or [])]
+        for key, module in named:
+            if not isinstance(module, nn.Module):
+                kind = type(module).__name__
+                raise TypeError(f"modules[{key}] must be a torch.nn.Module, got {module!r} of type {kind}")
+    else:
+        kind = type(modules).__name__
+        raise TypeError(f"modules must be an nn.Module, an iterable of them or None, got {modules!r} of type {kind}")
+    seen, names, kept = set(), [], []
+    for key, module in named:
+        if id(module) not in seen:
+            seen.add(id(module))
+            names.append(key)
+            kept.append(module)
+    return names, kept
+
+
+def check_output_selector(name: str, value: Any) -> Union[int, Callable, None]:
+    """Return ``value`` after checking it picks a tensor from a module's output: ``None``, an index, or a callable.
+
+    Example:
+        >>> check_output_selector("output", "h")
+        Traceback (most recent call last):
+        ...
+        TypeError: output must be None, an index into the module's output tuple or a callable, got 'h'
+    """
+    if value is None or callable(value) or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{name} must be None, an index into the module's output tuple or a callable, got {value!r}")
+
+
+def select_output(label: str, output: Any, selector: Union[int, Callable, None]) -> Tensor:
+    """The floating tensor that ``selector`` (see :func:`check_output_selector`) picks from ``output``, what the
+    module named in ``label`` returned: by default the output itself if it is a tensor, else its first element.
+
+    Example:
+        >>> select_output("module 'rnn'", (torch.ones(2), torch.zeros(1)), 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: output=2 is out of range for what module 'rnn' returns: a tuple of 2
+    """
+    if callable(selector):
+        tensor = selector(output)
+    elif selector is None:
+        tensor = output[0] if isinstance(output, (tuple, list)) and output else output
+    elif not isinstance(output, (tuple, list)):
+        raise ValueError(
+            f"output={selector!r} indexes the tuple a module returns, but {label} returns a {type(output).__name__}"
+        )
+    elif not -len(output) <= selector < len(output):
+        raise ValueError(
+            f"output={selector!r} is out of range for what {label} returns: a {type(output).__name__} of {len(output)}"
+        )
+    else:
+        tensor = output[selector]
+    return check_floating_tensor(f"the output of {label} (picked by output={selector!r})", tensor)

@@ -283,4 +283,44 @@ REGISTRY: List[RegularizationInfo] = [
         ),
         lambda reg, args: F.batch_corr(held(reg)[0], reg.target, tol="auto", tol_sig=0.5).mean(),
     ),
+    # --- activity ------------------------------------------------------------------------------------------
+    # On activity given at call time (Parameters, so that the penalty has a gradient to check; rates from
+    # sigmoids, in (0, 1)). Recording from a model's own forward is tested in tests/test_activity.py.
+    RegularizationInfo(
+        "ActivityL1-inputs",
+        lambda dtype, seed: (nr.ActivityL1(None, Lambda=0.3), tuple(make_params((4, 6, 5), dtype=dtype, seed=seed))),
+        lambda reg, args: F.activity_l1(args[0]),
+    ),
+    RegularizationInfo(
+        "ActivityL2-mean-pooled",
+        lambda dtype, seed: (
+            nr.ActivityL2(None, Lambda=2.0, reduction="mean"),
+            tuple(make_params((4, 5), (4, 5), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.activity_l2(list(args), reduction="mean"),
+    ),
+    RegularizationInfo(
+        "FiringRateRange-inputs",
+        lambda dtype, seed: (
+            nr.FiringRateRange(None, Lambda=5.0, low=0.45, high=0.55),
+            tuple(nn.Parameter(p.detach().sigmoid()) for p in make_params((8, 10, 6), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.firing_rate_range(args[0], 0.45, 0.55),
+    ),
+    RegularizationInfo(
+        "FiringRateRange-per-trial-mean",
+        lambda dtype, seed: (
+            nr.FiringRateRange(None, Lambda=2.0, low=0.5, time_axis=1, reduction="mean"),
+            tuple(nn.Parameter(p.detach().sigmoid()) for p in make_params((4, 10, 3), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.firing_rate_range(args[0], 0.5, time_axis=1, reduction="mean"),
+    ),
+    RegularizationInfo(
+        "FiringRateKL-inputs",
+        lambda dtype, seed: (
+            nr.FiringRateKL(None, Lambda=0.4, target=0.3, eps=1e-4),
+            tuple(nn.Parameter(p.detach().sigmoid()) for p in make_params((8, 10, 6), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.firing_rate_kl(args[0], 0.3, eps=1e-4),
+    ),
 ]
