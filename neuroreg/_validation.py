@@ -652,3 +652,31 @@ def select_output(label: str, output: Any, selector: Union[int, Callable, None])
     else:
         tensor = output[selector]
     return check_floating_tensor(f"the output of {label} (picked by output={selector!r})", tensor)
+
+
+def check_square(name: str, value: Tensor) -> Tensor:
+    """Return ``value`` after checking that its last two dimensions are equal (a block of square matrices).
+
+    Example:
+        >>> check_square("A", torch.ones(3, 4))
+        Traceback (most recent call last):
+        ...
+        ValueError: A must be square in its last two dimensions, got shape (3, 4)
+    """
+    if value.ndim < 2 or value.shape[-1] != value.shape[-2]:
+        raise ValueError(f"{name} must be square in its last two dimensions, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_size(name: str, value: Tensor, dim: int, size: int, what: str) -> Tensor:
+    """Return ``value`` after checking that ``value.shape[dim] == size``; ``what`` says why it must be.
+
+    Example:
+        >>> check_size("coor", torch.ones(3, 90), -1, 100, "one column per location of X")
+        Traceback (most recent call last):
+        ...
+        ValueError: coor must have one column per location of X (size 100 in dimension -1), got shape (3, 90)
+    """
+    if value.ndim < (dim + 1 if dim >= 0 else -dim) or value.shape[dim] != size:
+        raise ValueError(f"{name} must have {what} (size {size} in dimension {dim}), got shape {tuple(value.shape)}")
+    return value

@@ -324,3 +324,192 @@ REGISTRY: List[RegularizationInfo] = [
         lambda reg, args: F.firing_rate_kl(args[0], 0.3, eps=1e-4),
     ),
 ]
+
+
+# --- hypercoil's spatial, moment and connectopic losses ------------------------------------------------------
+# Masses, weights and adjacency matrices are positive (as parcellations and graphs are), coordinates on
+# hypercoil's sphere of radius 100 unless Euclidean; inputs given at call time are Parameters.
+def positive(*shapes: Tuple[int, ...], dtype: torch.dtype, seed: int) -> List[nn.Parameter]:
+    return [nn.Parameter(p.detach().abs() + 0.1) for p in make_params(*shapes, dtype=dtype, seed=seed)]
+
+
+def on_sphere(n: int, dtype: torch.dtype, seed: int) -> Tensor:
+    points = make_params((3, n), seed=seed)[0].detach()
+    return (100 * points / points.norm(dim=0)).to(dtype)
+
+
+def graph(n: int, dtype: torch.dtype, seed: int) -> Tensor:
+    weights = positive((n, n), dtype=torch.float64, seed=seed)[0].detach()
+    return (weights + weights.T).to(dtype)
+
+
+# The mean distance (hypercoil's examples' reduction of a tether): its signed mean cancels to near 0, where
+# bfloat16's rounding of coordinates near 100 is too large a part of it.
+DISTANCE = nr.scalarise.mean_scalarise(inner=nr.scalarise.vnorm_scalarise(axis=0))
+
+REGISTRY += [
+    RegularizationInfo(
+        "CompactnessLoss-inputs-sphere",
+        lambda dtype, seed: (nr.CompactnessLoss(coor=on_sphere(30, dtype, seed + 1)),
+                             tuple(positive((4, 30), dtype=dtype, seed=seed))),
+        lambda reg, args: F.compactness(args[0], reg.coor).mean(),
+    ),
+    RegularizationInfo(
+        "CompactnessLoss-held-euclidean-norm1-floor",
+        lambda dtype, seed: (
+            nr.CompactnessLoss(positive((3, 20), (2, 20), dtype=dtype, seed=seed), Lambda=0.4, radius=None, norm=1,
+                               floor=0.05, coor=make_params((2, 20), dtype=dtype, seed=seed + 1)[0].detach()),
+            (),
+        ),
+        lambda reg, args: sum(F.compactness(p, reg.coor, norm=1, floor=0.05, radius=None).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "ReferenceTetherLoss-inputs-euclidean",
+        lambda dtype, seed: (
+            nr.ReferenceTetherLoss(coor=make_params((3, 25), dtype=dtype, seed=seed + 1)[0].detach(), radius=None),
+            (*positive((4, 25), dtype=dtype, seed=seed), *make_params((3, 4), dtype=dtype, seed=seed + 2)),
+        ),
+        lambda reg, args: F.reference_tether(args[0], args[1], reg.coor, radius=None).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "ReferenceTetherLoss-held-sphere-distance",
+        lambda dtype, seed: (
+            nr.ReferenceTetherLoss(
+                positive((4, 25), dtype=dtype, seed=seed), ref=on_sphere(4, dtype, seed + 2),
+                coor=on_sphere(25, dtype, seed + 1),
+                scalarisation=DISTANCE,
+            ),
+            (),
+        ),
+        lambda reg, args: F.reference_tether(held(reg)[0], reg.ref, reg.coor).norm(dim=-2).mean(),
+    ),
+    RegularizationInfo(
+        "InterhemisphericTetherLoss-inputs",
+        lambda dtype, seed: (
+            nr.InterhemisphericTetherLoss(lh_coor=on_sphere(20, dtype, seed + 1),
+                                          rh_coor=on_sphere(24, dtype, seed + 2), scalarisation=DISTANCE),
+            tuple(positive((3, 20), (3, 24), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.interhemispheric_tether(*args, reg.lh_coor, reg.rh_coor).norm(dim=0).mean(),
+    ),
+    RegularizationInfo(
+        "InterhemisphericTetherLoss-held-pair",
+        lambda dtype, seed: (
+            nr.InterhemisphericTetherLoss(positive((3, 20), (3, 24), dtype=dtype, seed=seed), Lambda=0.2,
+                                          lh_coor=on_sphere(20, dtype, seed + 1),
+                                          rh_coor=on_sphere(24, dtype, seed + 2), scalarisation=DISTANCE),
+            (),
+        ),
+        lambda reg, args: F.interhemispheric_tether(*held(reg), reg.lh_coor, reg.rh_coor).norm(dim=0).mean(),
+    ),
+    RegularizationInfo(
+        "DispersionLoss-inputs",
+        lambda dtype, seed: (nr.DispersionLoss(Lambda=0.5), tuple(make_params((5, 3), dtype=dtype, seed=seed))),
+        lambda reg, args: F.dispersion(args[0]).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "SecondMomentLoss-inputs",
+        lambda dtype, seed: (
+            nr.SecondMomentLoss(),
+            (*make_params((10, 6), dtype=dtype, seed=seed), *positive((3, 10), dtype=dtype, seed=seed + 1)),
+        ),
+        lambda reg, args: F.second_moment(*args).mean(),
+    ),
+    RegularizationInfo(
+        "SecondMomentLoss-held-standardise-skip",
+        lambda dtype, seed: (
+            nr.SecondMomentLoss(positive((3, 10), dtype=dtype, seed=seed), standardise=True, skip_normalise=True,
+                                X=make_params((10, 6), dtype=dtype, seed=seed + 1)[0].detach()),
+            (),
+        ),
+        lambda reg, args: F.second_moment(reg.X, held(reg)[0], standardise=True, skip_normalise=True).mean(),
+    ),
+    RegularizationInfo(
+        "SecondMomentCentredLoss-inputs-standardise-mu",
+        lambda dtype, seed: (
+            nr.SecondMomentCentredLoss(standardise_mu=True),
+            (*make_params((10, 6), dtype=dtype, seed=seed), *positive((3, 10), dtype=dtype, seed=seed + 1),
+             *make_params((3, 6), dtype=dtype, seed=seed + 2)),
+        ),
+        lambda reg, args: F.second_moment_centred(*args, standardise_mu=True).mean(),
+    ),
+    RegularizationInfo(
+        "QCFCLoss-inputs",
+        lambda dtype, seed: (nr.QCFCLoss(tol=0.05), tuple(make_params((8, 5), (8,), dtype=dtype, seed=seed))),
+        lambda reg, args: F.qcfc(*args, tol=0.05).mean(),
+    ),
+    RegularizationInfo(
+        "MultivariateKurtosis-inputs",
+        lambda dtype, seed: (nr.MultivariateKurtosis(), tuple(make_params((3, 40), dtype=dtype, seed=seed))),
+        lambda reg, args: F.multivariate_kurtosis(args[0]).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "MultivariateKurtosis-held-l2-scaled",
+        lambda dtype, seed: (
+            nr.MultivariateKurtosis(make_params((2, 3, 30), dtype=dtype, seed=seed), l2=0.1, dimensional_scaling=True),
+            (),
+        ),
+        lambda reg, args: F.multivariate_kurtosis(held(reg)[0], l2=0.1, dimensional_scaling=True).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "ConnectopyLoss-inputs",
+        lambda dtype, seed: (
+            nr.ConnectopyLoss(),
+            (*make_params((8, 2), dtype=dtype, seed=seed), nn.Parameter(graph(8, dtype, seed + 1))),
+        ),
+        lambda reg, args: F.connectopy(*args).mean(),
+    ),
+    RegularizationInfo(
+        "ConnectopyLoss-held-progressive-D",
+        lambda dtype, seed: (
+            nr.ConnectopyLoss(make_params((8, 3), dtype=dtype, seed=seed), progressive_theta=True,
+                              A=graph(8, dtype, seed + 1),
+                              D=make_params((8, 8), dtype=dtype, seed=seed + 2)[0].detach()),
+            (),
+        ),
+        lambda reg, args: F.connectopy(held(reg)[0], reg.A, reg.D, progressive_theta=True).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "ModularityLoss-inputs",
+        lambda dtype, seed: (
+            nr.ModularityLoss(gamma=0.5),
+            (*positive((8, 3), dtype=dtype, seed=seed), nn.Parameter(graph(8, dtype, seed + 1))),
+        ),
+        lambda reg, args: F.modularity(*args, gamma=0.5).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "ModularityLoss-held-theta",
+        lambda dtype, seed: (
+            nr.ModularityLoss(positive((8, 3), dtype=dtype, seed=seed), Lambda=2.0, A=graph(8, dtype, seed + 1),
+                              theta=positive((3, 3), dtype=dtype, seed=seed + 2)[0].detach(), exclude_diag=False),
+            (),
+        ),
+        lambda reg, args: F.modularity(held(reg)[0], reg.A, theta=reg.theta, exclude_diag=False).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "EigenmapsLoss-inputs",
+        lambda dtype, seed: (
+            nr.EigenmapsLoss(),
+            (*make_params((8, 2), dtype=dtype, seed=seed), nn.Parameter(graph(8, dtype, seed + 1))),
+        ),
+        lambda reg, args: F.eigenmaps(*args).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "EigenmapsLoss-held-unnormalised-theta",
+        lambda dtype, seed: (
+            nr.EigenmapsLoss(make_params((8, 2), dtype=dtype, seed=seed), normalise=False, A=graph(8, dtype, seed + 1),
+                             theta=positive((2,), dtype=dtype, seed=seed + 2)[0].detach()),
+            (),
+        ),
+        lambda reg, args: F.eigenmaps(held(reg)[0], reg.A, reg.theta, normalise=False).mean(),
+        nonnegative=False,
+    ),
+]

@@ -1,5 +1,6 @@
 """Pure tensor functions behind every neuroreg penalty: no state, no Lambda."""
 
+from neuroreg.functional._geometry import cmass_coor, linear_distance, spherical_geodesic, sym2vec
 from neuroreg.functional.activity import (
     activity_l1,
     activity_l1_grad,
@@ -29,8 +30,19 @@ from neuroreg.functional.connectome import (
 )
 from neuroreg.functional.divergence import js_divergence, js_divergence_logit, kl_divergence, kl_divergence_logit
 from neuroreg.functional.equilibrium import equilibrium, equilibrium_logit
+from neuroreg.functional.graph import (
+    coaffiliation,
+    connectopy,
+    eigenmaps,
+    girvan_newman_null,
+    graph_laplacian,
+    modularity,
+    modularity_matrix,
+)
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_, lp_norm_grad
+from neuroreg.functional.moments import multivariate_kurtosis, qcfc, second_moment, second_moment_centred
 from neuroreg.functional.smoothness import smoothness
+from neuroreg.functional.spatial import compactness, dispersion, interhemispheric_tether, reference_tether
 
 __all__ = [
     "activity_l1",
@@ -39,10 +51,16 @@ __all__ = [
     "activity_l2_grad",
     "auto_tol",
     "batch_corr",
+    "cmass_coor",
+    "coaffiliation",
+    "compactness",
+    "connectopy",
     "dale_law_l2",
     "dale_law_l2_add_grad_",
     "dale_sign_penalty",
     "dale_sign_penalty_add_grad_",
+    "dispersion",
+    "eigenmaps",
     "equilibrium",
     "equilibrium_logit",
     "exc_ratio",
@@ -53,18 +71,31 @@ __all__ = [
     "firing_rate_range",
     "firing_rate_range_grad",
     "firing_rates",
+    "girvan_newman_null",
+    "graph_laplacian",
+    "interhemispheric_tether",
     "js_divergence",
     "js_divergence_logit",
     "kl_divergence",
     "kl_divergence_logit",
+    "linear_distance",
     "lp_norm",
     "lp_norm_add_grad_",
     "lp_norm_grad",
+    "modularity",
+    "modularity_matrix",
+    "multivariate_kurtosis",
+    "qcfc",
     "rate_kl",
     "rate_kl_grad",
     "rate_range",
     "rate_range_grad",
+    "reference_tether",
+    "second_moment",
+    "second_moment_centred",
     "smoothness",
+    "spherical_geodesic",
+    "sym2vec",
     "weights_distance",
     "weights_distance_add_grad_",
 ]

@@ -10,13 +10,27 @@ as a trainer callback).
 from neuroreg.losses.batchcorr import BatchCorrelationLoss
 from neuroreg.losses.divergence import JSDivergenceLogitLoss, JSDivergenceLoss
 from neuroreg.losses.equilibrium import EquilibriumLogitLoss, EquilibriumLoss
+from neuroreg.losses.graph import ConnectopyLoss, EigenmapsLoss, ModularityLoss
+from neuroreg.losses.moments import MultivariateKurtosis, QCFCLoss, SecondMomentCentredLoss, SecondMomentLoss
 from neuroreg.losses.smoothness import SmoothnessLoss
+from neuroreg.losses.spatial import CompactnessLoss, DispersionLoss, InterhemisphericTetherLoss, ReferenceTetherLoss
 
 __all__ = [
     "BatchCorrelationLoss",
+    "CompactnessLoss",
+    "ConnectopyLoss",
+    "DispersionLoss",
+    "EigenmapsLoss",
     "EquilibriumLogitLoss",
     "EquilibriumLoss",
+    "InterhemisphericTetherLoss",
     "JSDivergenceLogitLoss",
     "JSDivergenceLoss",
+    "ModularityLoss",
+    "MultivariateKurtosis",
+    "QCFCLoss",
+    "ReferenceTetherLoss",
+    "SecondMomentCentredLoss",
+    "SecondMomentLoss",
     "SmoothnessLoss",
 ]
