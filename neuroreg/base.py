@@ -3,6 +3,8 @@ RegularizationList, their sum."""
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Iterable
 from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Literal, Optional, Sequence, Union
 
@@ -139,14 +141,11 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
             [] if params is None else params, check_names("include", include), check_names("exclude", exclude),
             effective,
         )
-        views = parametrized_tensors(params) if effective and isinstance(params, nn.Module) else {}
         nn.Module.__init__(self)
         BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)
         self.params = _HeldParameters(parameters)
         self.param_names: List[str] = names
-        # For each held Parameter, the (module, attribute) whose getattr is the effective tensor of a
-        # parametrization, else None. A plain list: the owning modules are the model's, not submodules here.
-        self._views: List[Optional[tuple]] = [views[id(p)][1:] if id(p) in views else None for p in parameters]
+        self._bind_owners(params if isinstance(params, nn.Module) else None, effective)
         self.optimizer = optimizer
         self.schedule: Optional[Callable[[int], float]] = schedule
         # Lambda lives in a float64 buffer (exact for any Python float, in state_dict, and a tensor input to
@@ -255,15 +254,110 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     def regularized_parameters(self) -> List[Tensor]:
         """The tensors the penalty acts on now: the held parameters that are not frozen, each parametrized one
         as its effective tensor (computed now, differentiable into the raw parameter; see ``effective``)."""
+        self._follow_replaced_parameters()
         if not any(self._views):
             return [p for p in self.params if p.requires_grad]
         return [
-            p if view is None else getattr(*view) for p, view in zip(self.params, self._views) if p.requires_grad
+            p if view is None else getattr(_alive(view[0], self.name), view[1])
+            for p, view in zip(self.params, self._views)
+            if p.requires_grad
         ]
 
     def _trainable_parameters(self) -> List[nn.Parameter]:
         """The held Parameters that are not frozen (raw ones for parametrized tensors), in held order."""
+        self._follow_replaced_parameters()
         return [p for p in self.params if p.requires_grad]
+
+    # --- which tensors of the model: owners, replaced parameters, copies -----------------------------------
+    def _bind_owners(self, module: Optional[nn.Module], effective: bool) -> None:
+        """Remember, for each held Parameter of ``module``, the module and attribute that hold it (``_owners``)
+        and, for a parametrized tensor, the module whose attribute is its effective tensor (``_views``). Both
+        are weak references: a regularization never keeps a model alive."""
+        held = list(self.params)
+        self._copy_memo: Optional[dict] = None
+        if module is None:
+            self._owners: Optional[List[Optional[tuple]]] = None
+            self._views: List[Optional[tuple]] = [None] * len(held)
+            return
+        owners = {
+            id(param): (weakref.ref(submodule), attribute)
+            for submodule in module.modules()
+            for attribute, param in submodule._parameters.items()
+            if param is not None
+        }
+        views = parametrized_tensors(module) if effective else {}
+        self._owners = [owners.get(id(p)) for p in held]
+        self._views = [(weakref.ref(views[id(p)][1]), views[id(p)][2]) if id(p) in views else None for p in held]
+
+    def _follow_replaced_parameters(self) -> None:
+        """Re-bind, by owner and attribute, to Parameters the model replaced since construction
+        (``fully_shard``, ``to_empty``, ``load_state_dict(assign=True)``): the penalty always acts on the
+        tensors the model uses now. One dictionary lookup per parameter."""
+        if self._owners is None:
+            return
+        if self._copy_memo is not None:
+            self._resolve_copy()
+        owners = self._owners
+        held = self.params._parameters
+        for index, (key, param) in enumerate(held.items()):
+            owner = owners[index]
+            module = None if owner is None else owner[0]()
+            if module is None:
+                continue
+            current = module._parameters.get(owner[1])
+            if current is not param:
+                if not isinstance(current, nn.Parameter):
+                    raise RuntimeError(
+                        f"{self.name}: the model no longer has the parameter {self.param_names[index]!r} (its "
+                        f"{owner[1]!r} is now {type(current).__name__}); rebuild the regularization or call bind(model)"
+                    )
+                held[key] = current
+
+    def _resolve_copy(self) -> None:
+        # copy.deepcopy put the copy of every object it copied in this memo. Where the owning modules were
+        # copied too (a deepcopy of a container holding the model and the regularization, in any order), the
+        # copy follows the copied model; where they were not (the regularization copied alone), it follows
+        # the original model's parameters: a copy never regularizes tensors no model uses.
+        memo, self._copy_memo = self._copy_memo, None
+
+        def follow(entry: Optional[tuple]) -> Optional[tuple]:
+            module = None if entry is None else entry[0]()
+            copied = None if module is None else memo.get(id(module))
+            return entry if copied is None else (weakref.ref(copied), entry[1])
+
+        self._owners = [follow(entry) for entry in self._owners]
+        self._views = [follow(entry) for entry in self._views]
+
+    def bind(self, model: nn.Module) -> BaseRegularization:
+        """Re-bind to ``model``'s parameters of the same names (after rebuilding or reloading a model, or for
+        a regularization loaded with ``torch.load`` without its model). Returns ``self``.
+
+        Raises:
+            TypeError: ``model`` is not an ``nn.Module``.
+            ValueError: ``model`` lacks one of :attr:`param_names`; nothing is changed then.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {model!r}")
+        effective = any(self._views) or not any("parametrizations." in name for name in self.param_names)
+        names, params = collect_parameters(model, effective=effective)
+        by_name = dict(zip(names, params))
+        missing = [name for name in self.param_names if name not in by_name]
+        if missing:
+            raise ValueError(f"{self.name} cannot bind to {type(model).__name__}: it has no parameter {missing}")
+        for key, name in zip(list(self.params._parameters), self.param_names):
+            self.params._parameters[key] = by_name[name]
+        self._bind_owners(model, effective)
+        return self
+
+    def __deepcopy__(self, memo: dict) -> BaseRegularization:
+        duplicate = type(self).__new__(type(self))
+        memo[id(self)] = duplicate
+        # The weak references to the owning modules are copied as they are (copy treats them as atomic) and
+        # resolved against the memo at first use, when the whole deepcopy has finished.
+        state = copy.deepcopy(self.__getstate__(), memo)
+        duplicate.__setstate__(state)
+        duplicate.__dict__["_copy_memo"] = memo if self._owners is not None else None
+        return duplicate
 
     def _zero(self) -> Tensor:
         """A floating zero penalty on the parameters' device and dtype, which ``.backward()`` accepts."""
@@ -385,6 +479,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         return "joint" if self.optimizer is None else "separate"
 
     def _held_parameter_ids(self) -> FrozenSet[int]:
+        self._follow_replaced_parameters()
         return frozenset(id(param) for param in self.params)
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -513,10 +608,44 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         # A copy (copy.deepcopy, pickling) is attached to no optimizer: hooks never cross a copy.
         state = super().__getstate__()
         state["_attachments"], state["_trainer_attachments"] = {}, []
+        state["_copy_memo"] = None
         return state
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # Pickling (torch.save) cannot keep weak references: the owning modules go by strong reference, so
+        # a pickle of model and regularization together loads bound together.
+        state = self.__getstate__()
+        state["_owners"] = _strong(state.get("_owners"))
+        state["_views"] = _strong(state.get("_views"))
+        return (_rebuild, (type(self), state))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, Lambda={self.Lambda:g}, n_params={len(self.params)}"
+
+
+def _alive(reference: weakref.ref, name: str) -> nn.Module:
+    module = reference()
+    if module is None:
+        raise RuntimeError(f"{name}: the model of a parametrized tensor it regularizes no longer exists")
+    return module
+
+
+def _strong(entries: Optional[List[Optional[tuple]]]) -> Optional[list]:
+    return None if entries is None else [None if e is None else (e[0](), e[1]) for e in entries]
+
+
+def _weak(entries: Optional[list]) -> Optional[List[Optional[tuple]]]:
+    if entries is None:
+        return None
+    return [None if e is None or e[0] is None else (weakref.ref(e[0]), e[1]) for e in entries]
+
+
+def _rebuild(cls: type, state: Dict[str, Any]) -> BaseRegularization:
+    """Unpickle a regularization (see ``BaseRegularization.__reduce_ex__``)."""
+    regularization = cls.__new__(cls)
+    state["_owners"], state["_views"] = _weak(state["_owners"]), _weak(state["_views"])
+    regularization.__setstate__(state)
+    return regularization
 
 
 class RegularizationList(BaseRegularization):
@@ -595,7 +724,7 @@ class RegularizationList(BaseRegularization):
                     params.append(param)
         self.params = _HeldParameters(params)
         self.param_names = names
-        self._views = [None] * len(params)   # members resolve their own effective tensors
+        self._bind_owners(None, True)   # the members follow their own parameters and effective tensors
 
     def append(self, regularization: BaseRegularization) -> RegularizationList:
         """Add a member (a ``TypeError`` if it is not a regularization, ``ValueError`` on a name clash)."""
@@ -624,6 +753,9 @@ class RegularizationList(BaseRegularization):
     def _accumulate_grad(self, scale: float, with_value: bool) -> None:
         for member in self.regularizations:
             member._accumulate_grad(scale * self._lambda_value, with_value)
+
+    def _held_parameter_ids(self) -> FrozenSet[int]:
+        return frozenset().union(*(member._held_parameter_ids() for member in self.regularizations))
 
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         # Each member decides how its gradient joins the task's (an activity penalty's joins during the backward).

@@ -38,23 +38,35 @@ class Lambda:
         return self.lambd(value)
 
 
-def _install_torchvision_stand_in() -> None:
+def _drop_torchvision() -> None:
+    for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+        del sys.modules[name]
+
+
+def import_neurotorch() -> types.ModuleType:
+    """``neurotorch``, imported for real; the calling test is skipped where it is not installed.
+
+    The stand-in is in ``sys.modules`` only while NeuroTorch imports (it binds the two classes then): left
+    there, it would tell other packages' ``importlib.util.find_spec("torchvision")`` probes that torchvision
+    is installed.
+    """
+    if importlib.util.find_spec("neurotorch") is None:
+        pytest.skip("neurotorch is not installed (pip install --no-deps neurotorch==0.0.2, see .ci/run)")
+    if "neurotorch" in sys.modules:
+        return sys.modules["neurotorch"]
     try:
         import torchvision.transforms  # noqa: F401
     except Exception:  # ImportError, or the RuntimeError of a torchvision built for another torch
-        for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
-            del sys.modules[name]
+        _drop_torchvision()
         package, transforms = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
         transforms.Compose, transforms.Lambda = Compose, Lambda
         package.transforms = transforms
         sys.modules["torchvision"], sys.modules["torchvision.transforms"] = package, transforms
-
-
-def import_neurotorch() -> types.ModuleType:
-    """``neurotorch``, imported for real; the calling test is skipped where it is not installed."""
-    if importlib.util.find_spec("neurotorch") is None:
-        pytest.skip("neurotorch is not installed (pip install --no-deps neurotorch==0.0.2, see .ci/run)")
-    _install_torchvision_stand_in()
+        try:
+            import neurotorch
+        finally:
+            _drop_torchvision()
+        return neurotorch
     import neurotorch
 
     return neurotorch

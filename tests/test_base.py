@@ -478,3 +478,82 @@ def test_wrapper_prefixes_are_left_out_of_names() -> None:
         reg = nr.L2(wrapped, include="2.*")
         assert reg.param_names == ["2.weight", "2.bias"]
         assert reg.params[0] is model[2].weight and reg.params[1] is model[2].bias
+
+
+# --- copies and replaced parameters ------------------------------------------------------------------------------
+def _grads_after_accumulate(reg: nr.BaseRegularization, model: nn.Module) -> list:
+    model.zero_grad()
+    reg.accumulate_grad()
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("order", ["model first", "regularization first"])
+def test_a_deepcopy_with_its_model_is_bound_to_the_copied_model(order: str) -> None:
+    import copy
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    reg = nr.RegularizationList(
+        [nr.L1(model, Lambda=0.5, include="*.weight"), nr.DaleLawL2(model[0], include="weight", seed=0)]
+    )
+    copied = copy.deepcopy([model, reg] if order == "model first" else [reg, model])
+    model_copy, reg_copy = copied if order == "model first" else copied[::-1]
+    grads = _grads_after_accumulate(reg_copy, model_copy)
+    assert all(p.grad is None for p in model.parameters())   # the original model is untouched
+    want = torch.autograd.grad(reg(), list(model.parameters()), allow_unused=True)
+    for got, expected in zip(grads, want):   # the biases are not regularized: no gradient at all
+        assert (got is None) == (expected is None)
+        if expected is not None:
+            torch.testing.assert_close(got, expected)
+    assert reg_copy[1].reference_signs[0] is not reg[1].reference_signs[0]
+
+
+def test_a_deepcopy_alone_keeps_acting_on_the_models_parameters() -> None:
+    import copy
+
+    model = nn.Linear(3, 2)
+    reg_copy = copy.deepcopy(nr.L2(model, Lambda=0.5, squared=True))
+    grads = _grads_after_accumulate(reg_copy, model)
+    torch.testing.assert_close(grads[0], model.weight.detach())   # 0.5 * 2 * W reached the model itself
+
+
+def test_torch_save_of_model_and_regularization_together_loads_bound() -> None:
+    model = nn.Linear(3, 2)
+    buffer = io.BytesIO()
+    torch.save({"model": model, "reg": nr.L1(model, Lambda=1.0)}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    grads = _grads_after_accumulate(loaded["reg"], loaded["model"])
+    torch.testing.assert_close(grads[0], loaded["model"].weight.detach().sign())
+    assert loaded["reg"].attached_optimizers == []
+
+
+def test_a_regularization_loaded_alone_is_re_bound_with_bind() -> None:
+    model = nn.Linear(3, 2)
+    buffer = io.BytesIO()
+    torch.save(nr.L1(model, Lambda=1.0, name="sparse"), buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert loaded.bind(model) is loaded and loaded.params[0] is model.weight
+    grads = _grads_after_accumulate(loaded, model)
+    torch.testing.assert_close(grads[0], model.weight.detach().sign())
+    with pytest.raises(ValueError, match=r"sparse cannot bind to Sequential: it has no parameter \['weight', 'bias'\]"):
+        loaded.bind(nn.Sequential(nn.Linear(3, 2)))
+    assert loaded.params[0] is model.weight
+
+
+def test_parameters_replaced_after_construction_are_followed() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    reg = nr.L2(model, Lambda=1.0, squared=True, include="*.weight")
+    state = {key: torch.full_like(value, 2.0) for key, value in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)   # new Parameter objects
+    torch.testing.assert_close(reg(), torch.tensor(4.0 * (12 + 8)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    reg.attach(optimizer)   # matches the optimizer's (new) parameters
+    model.zero_grad()
+    optimizer.zero_grad(set_to_none=False)
+    optimizer.step()
+    torch.testing.assert_close(model[0].weight.detach(), torch.full((4, 3), 2.0 - 0.1 * 4.0))
+    del model[1].weight
+    model[1].weight = torch.ones(2, 4)   # no longer a Parameter
+    with pytest.raises(RuntimeError, match=r"no longer has the parameter '1.weight'"):
+        reg()
