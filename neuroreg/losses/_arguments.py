@@ -49,18 +49,18 @@ class _ArgumentsLoss(_ScalarisedLoss):
         checked = {name: self._check_argument(name, value) for name, value in bound.items()}
         # _ScalarisedLoss evaluates the loss once on the held tensors while it is built, before buffers can be
         # registered (nn.Module.__init__ runs inside it): until then the bound values live here.
-        object.__setattr__(self, "_constants", checked)
+        object.__setattr__(self, "_bound_constants", checked)
         super().__init__(params, Lambda, nu=nu, **kwargs)
         for name in [name for name, value in checked.items() if value is None or isinstance(value, Tensor)]:
-            self.register_buffer(name, self._constants.pop(name))
+            self.register_buffer(name, self._bound_constants.pop(name))
 
     def _check_argument(self, name: str, value: Any) -> Any:
         if value is None or (name in self.untyped and not isinstance(value, Tensor)):
             return value
         return check_floating_tensor(name, value).detach()
 
-    def _bound(self, name: str) -> Any:
-        return self._buffers[name] if name in self._buffers else self._constants.get(name)
+    def _bound_argument(self, name: str) -> Any:
+        return self._buffers[name] if name in self._buffers else self._bound_constants.get(name)
 
     def forward(self, *inputs: Any, key: Optional[Any] = None, **named: Any) -> Tensor:
         """The scalarised score of the call's arguments (unset ones taken from their bindings), or, called
@@ -103,7 +103,7 @@ class _ArgumentsLoss(_ScalarisedLoss):
         for name in self.arguments:
             value = given.get(name)
             if value is None:
-                value = self._bound(name)
+                value = self._bound_argument(name)
             if value is None and name not in self.optional:
                 raise ValueError(
                     f"{type(self).__name__} needs {name}: give it when building the loss ({name}=...) or in the call"
