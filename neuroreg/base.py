@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Literal, Optional, Sequence, Union
 
 import torch
@@ -55,13 +55,17 @@ class _HeldParameters(nn.ParameterList):
 
 class _ClosedFormPenalty(torch.autograd.Function):
     """The unweighted penalty of a regularization whose gradient has a closed form; its backward is that
-    closed form (first order: not twice differentiable)."""
+    closed form (first order: not twice differentiable). Not used under torch.func transforms, where the
+    penalty is differentiated through ``forward`` (see ``BaseRegularization._closed_form_call``)."""
 
     @staticmethod
-    def forward(ctx: Any, reg: BaseRegularization, *params: Tensor) -> Tensor:
-        ctx.reg = reg
-        ctx.save_for_backward(*params)
+    def forward(reg: BaseRegularization, *params: Tensor) -> Tensor:
         return nn.Module.__call__(reg)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.reg = inputs[0]
+        ctx.save_for_backward(*inputs[1:])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -155,6 +159,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         self.register_buffer("_step", torch.tensor(0, dtype=torch.int64))
         self._lambda_value = weight
         self._step_value = 0
+        self._lambda_cache: Dict[tuple, Tensor] = {}
         self._last_raw: Optional[Tensor] = None
         self._last_weighted: Optional[Tensor] = None
         self._value_stale = False
@@ -202,11 +207,13 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         with torch.no_grad():
             self._lambda.fill_(value)
         self._lambda_value = value
+        self._lambda_cache.clear()
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._lambda_value = float(self._lambda)
         self._step_value = int(self._step)
+        self._lambda_cache.clear()
 
     def _apply(self, fn: Any, recurse: bool = True) -> BaseRegularization:
         # Lambda follows the regularization's device but keeps float64: `.to(torch.bfloat16)` must not
@@ -214,6 +221,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         lambda_before = self._lambda
         super()._apply(fn, recurse)
         self._buffers["_lambda"] = lambda_before.to(device=self._lambda.device)
+        self._lambda_cache.clear()
         return self
 
     # --- the penalty -------------------------------------------------------------------------------------
@@ -233,10 +241,24 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         """
         params = self.regularized_parameters() if self._closed_form_call(args, kwargs) else []
         raw = _ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs)
-        weighted = raw * self._lambda.to(device=raw.device, dtype=raw.dtype)
-        self._last_raw, self._last_weighted = raw.detach(), weighted.detach()
-        self._value_stale = False
+        weighted = raw * self._lambda_as(raw)
+        # Plain attributes, set past nn.Module.__setattr__'s checks (a few µs a call at small sizes).
+        state = self.__dict__
+        if not torch._C._are_functorch_transforms_active():   # values under vmap/grad are not for logging
+            state["_last_raw"], state["_last_weighted"] = raw.detach(), weighted.detach()
+            state["_value_stale"] = False
         return weighted
+
+    def _lambda_as(self, like: Tensor) -> Tensor:
+        """The Lambda buffer on ``like``'s device and dtype, converted once per device and dtype (and again
+        whenever Lambda changes): a per-call conversion costs more than a small penalty itself."""
+        if torch.compiler.is_compiling():   # traced as a graph input, so that a new Lambda never recompiles
+            return self._lambda.to(device=like.device, dtype=like.dtype)
+        key = (like.device, like.dtype)
+        cached = self._lambda_cache.get(key)
+        if cached is None:
+            cached = self._lambda_cache[key] = self._lambda.to(device=like.device, dtype=like.dtype)
+        return cached
 
     def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor]) -> None:
         """Register one buffer per held parameter, named ``{prefix}_{index}`` (in state_dict, moved by .to())."""
@@ -249,24 +271,25 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
 
     def _regularized_buffers(self, prefix: str) -> List[Tensor]:
         """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
-        return [buffer for param, buffer in zip(self.params, self._buffer_list(prefix)) if param.requires_grad]
+        buffers = self._buffer_list(prefix)
+        return [buffer for param, buffer, frozen in zip(self.params, buffers, self._frozen) if _acts_on(param, frozen)]
 
     def regularized_parameters(self) -> List[Tensor]:
         """The tensors the penalty acts on now: the held parameters that are not frozen, each parametrized one
         as its effective tensor (computed now, differentiable into the raw parameter; see ``effective``)."""
         self._follow_replaced_parameters()
         if not any(self._views):
-            return [p for p in self.params if p.requires_grad]
+            return [p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)]
         return [
             p if view is None else getattr(_alive(view[0], self.name), view[1])
-            for p, view in zip(self.params, self._views)
-            if p.requires_grad
+            for p, view, frozen in zip(self.params, self._views, self._frozen)
+            if _acts_on(p, frozen)
         ]
 
     def _trainable_parameters(self) -> List[nn.Parameter]:
         """The held Parameters that are not frozen (raw ones for parametrized tensors), in held order."""
         self._follow_replaced_parameters()
-        return [p for p in self.params if p.requires_grad]
+        return [p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)]
 
     # --- which tensors of the model: owners, replaced parameters, copies -----------------------------------
     def _bind_owners(self, module: Optional[nn.Module], effective: bool) -> None:
@@ -275,6 +298,10 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         are weak references: a regularization never keeps a model alive."""
         held = list(self.params)
         self._copy_memo: Optional[dict] = None
+        # Frozen is decided here, from the model's Parameters: under torch.func.functional_call the held
+        # tensors are swapped for plain (or batched) tensors whose requires_grad says nothing about that.
+        self._frozen: List[bool] = [not p.requires_grad for p in held]
+        self._bound = [id(p) for p in held]
         if module is None:
             self._owners: Optional[List[Optional[tuple]]] = None
             self._views: List[Optional[tuple]] = [None] * len(held)
@@ -302,7 +329,8 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         for index, (key, param) in enumerate(held.items()):
             owner = owners[index]
             module = None if owner is None else owner[0]()
-            if module is None:
+            # A held tensor other than the one bound is swapped in by torch.func.functional_call: left alone.
+            if module is None or id(param) != self._bound[index]:
                 continue
             current = module._parameters.get(owner[1])
             if current is not param:
@@ -312,6 +340,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
                         f"{owner[1]!r} is now {type(current).__name__}); rebuild the regularization or call bind(model)"
                     )
                 held[key] = current
+                self._bound[index] = id(current)
 
     def _resolve_copy(self) -> None:
         # copy.deepcopy put the copy of every object it copied in this memo. Where the owning modules were
@@ -348,6 +377,35 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
             self.params._parameters[key] = by_name[name]
         self._bind_owners(model, effective)
         return self
+
+    def penalty_of(self, params: Mapping[str, Tensor]) -> Tensor:
+        """``Lambda * penalty`` of the tensors in ``params``, keyed by the model's parameter names (as in
+        ``dict(model.named_parameters())`` or the dicts of ``torch.func.stack_module_state``), in place of the
+        held ones: the form to use under ``torch.func.grad``/``vmap`` (a stacked ensemble of models).
+
+        Which tensors are regularized is decided at construction (frozen Parameters stay left out), never
+        from the ``requires_grad`` of the tensors given.
+
+        Raises:
+            ValueError: ``params`` lacks one of :attr:`param_names` (of a member, for a list).
+
+        Example:
+            >>> import torch, neuroreg as nr
+            >>> model = torch.nn.Linear(3, 2)
+            >>> reg = nr.L2(model, Lambda=0.5, squared=True, include="weight")
+            >>> params = {name: torch.ones_like(p) for name, p in model.named_parameters()}
+            >>> round(float(reg.penalty_of(params)), 5)   # 0.5 * 6
+            3.0
+        """
+        return torch.func.functional_call(self, self._functional_params(params, ""), (), tie_weights=False)
+
+    def _functional_params(self, params: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict parameter name -> tensor, got {type(params).__name__}")
+        missing = [name for name in self.param_names if name not in params]
+        if missing:
+            raise ValueError(f"params lacks {missing}, regularized by {self.name} (it has {sorted(params)[:8]})")
+        return {f"{prefix}params.{index}": params[name] for index, name in enumerate(self.param_names)}
 
     def __deepcopy__(self, memo: dict) -> BaseRegularization:
         duplicate = type(self).__new__(type(self))
@@ -429,12 +487,14 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     def _closed_form_call(self, args: tuple, kwargs: dict) -> bool:
         # Under torch.compile the graph is traced through forward (the compiler fuses it anyway), and
         # without grad mode there is no backward pass to shorten.
+        # Under torch.func transforms (grad, vmap, jacrev) autograd's own rules differentiate forward.
         return (
             self.closed_form_grad
             and not args
             and not kwargs
             and torch.is_grad_enabled()
             and not torch.compiler.is_compiling()
+            and not torch._C._are_functorch_transforms_active()
         )
 
     def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
@@ -623,6 +683,15 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         return f"name={self.name!r}, Lambda={self.Lambda:g}, n_params={len(self.params)}"
 
 
+def _acts_on(tensor: Tensor, frozen_at_construction: bool) -> bool:
+    """Whether a held tensor is regularized: a model Parameter unless it is frozen now (``requires_grad``
+    False); a tensor swapped in by ``torch.func.functional_call`` unless the Parameter it stands for was
+    frozen when the regularization was built."""
+    if isinstance(tensor, nn.Parameter):
+        return tensor.requires_grad
+    return not frozen_at_construction
+
+
 def _alive(reference: weakref.ref, name: str) -> nn.Module:
     module = reference()
     if module is None:
@@ -756,6 +825,12 @@ class RegularizationList(BaseRegularization):
 
     def _held_parameter_ids(self) -> FrozenSet[int]:
         return frozenset().union(*(member._held_parameter_ids() for member in self.regularizations))
+
+    def _functional_params(self, params: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:
+        routed: Dict[str, Tensor] = {}
+        for index, member in enumerate(self.regularizations):
+            routed.update(member._functional_params(params, f"{prefix}regularizations.{index}."))
+        return routed
 
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         # Each member decides how its gradient joins the task's (an activity penalty's joins during the backward).
