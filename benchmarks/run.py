@@ -15,6 +15,8 @@ Cases (targets from the performance issue):
   3. RegularizationList(L1 + L2 + DaleLaw) over 200 64x64 parameters: direct call no slower than a naive
      per-parameter loop, joint mode >= 5x faster than it.
   4. Each ported loss, forward+backward, at a representative size.
+  5. CompactnessLoss (parcels over sphere vertices) and ModularityLoss (soft communities of a graph),
+     forward+backward: eager vs ``torch.compile``, beside hypercoil's ``jax.jit`` where hypercoil imports.
 """
 
 from __future__ import annotations
@@ -204,6 +206,49 @@ def loss_cases(device: torch.device, quick: bool) -> List[Case]:
     return cases
 
 
+def hypercoil_jit(score: str, *tensors: torch.Tensor, **options) -> Optional[Callable[[], object]]:
+    """hypercoil's ``score`` (mean, and its gradient in the first input) under ``jax.jit``, or None where
+    hypercoil does not import."""
+    try:
+        import hypercoil.loss.functional as hypercoil_loss
+        import jax
+    except ImportError:
+        return None
+    arrays = [jax.numpy.asarray(t.detach().cpu().numpy()) for t in tensors]
+    step = jax.jit(jax.value_and_grad(lambda X, *rest: getattr(hypercoil_loss, score)(X, *rest, **options).mean()))
+    return lambda: jax.block_until_ready(step(*arrays))
+
+
+def spatial_graph_cases(device: torch.device, quick: bool) -> List[Case]:
+    generator = torch.Generator().manual_seed(0)
+    parcels, vertices = (25, 2500) if quick else (100, 10000)
+    coor = torch.randn(3, vertices, generator=generator)
+    coor = (100 * coor / coor.norm(dim=0)).to(device)
+    masses = torch.randn(parcels, vertices, generator=generator).softmax(0).to(device).requires_grad_(True)
+    nodes, communities = (250, 10) if quick else (1000, 20)
+    adjacency = torch.rand(nodes, nodes, generator=generator)
+    adjacency = (adjacency + adjacency.T).to(device)
+    affiliations = torch.randn(nodes, communities, generator=generator).softmax(-1).to(device).requires_grad_(True)
+    losses = {
+        f"CompactnessLoss {tuple(masses.shape)} on the sphere": (nr.CompactnessLoss(coor=coor), (masses,),
+                                                                 ("compactness", masses, coor)),
+        f"ModularityLoss {tuple(affiliations.shape)}": (nr.ModularityLoss(A=adjacency), (affiliations,),
+                                                        ("modularity", affiliations, adjacency)),
+    }
+    cases = []
+    for name, (loss, args, hypercoil_args) in losses.items():
+        compiled = torch.compile(loss)
+        implementations = {
+            "eager fwd+bwd": lambda loss=loss, args=args: loss(*args).backward(),
+            "torch.compile fwd+bwd": lambda compiled=compiled, args=args: compiled(*args).backward(),
+        }
+        jitted = hypercoil_jit(*hypercoil_args) if device.type == "cpu" else None
+        if jitted is not None:
+            implementations["hypercoil jax.jit value_and_grad"] = jitted
+        cases.append(Case(f"5. {name}", implementations, reference="eager fwd+bwd"))
+    return cases
+
+
 def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
     header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
     if baseline:
@@ -239,6 +284,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         l2_case(device, 4 if args.quick else 20, 256 if args.quick else 1024),
         list_case(device, 20 if args.quick else 200),
         loss_cases(device, args.quick),
+        spatial_graph_cases(device, args.quick),
     ]
     cases = [case for group in groups for case in group]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"

@@ -103,9 +103,10 @@ def spherical_geodesic(X: Tensor, Y: Optional[Tensor] = None, r: float = 1.0) ->
     Y = X if Y is None else check_size("Y", check_floating_tensor("Y", Y, min_ndim=2), -1, 3,
                                        "3-D coordinates in its last dimension")
     r = check_real("r", r)
-    X, Y = torch.broadcast_tensors(X.unsqueeze(-2), Y.unsqueeze(-3))
-    sine = torch.linalg.vector_norm(torch.linalg.cross(X, Y, dim=-1), dim=-1)
-    return torch.atan2(sine, (X * Y).sum(-1)) * r
+    # The dot products as one matrix product; the cross products broadcast (N, 1, 3) against (1, M, 3).
+    # vector_norm's gradient at 0 (coinciding points) is 0, where a square root's would be NaN.
+    sine = torch.linalg.vector_norm(torch.linalg.cross(X.unsqueeze(-2), Y.unsqueeze(-3), dim=-1), dim=-1)
+    return torch.atan2(sine, X @ Y.mT) * r
 
 
 def cmass_coor(X: Tensor, coor: Tensor, radius: Optional[float] = None) -> Tensor:
