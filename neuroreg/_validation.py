@@ -420,6 +420,43 @@ def check_open_unit(name: str, value: Any) -> float:
     return check_real(name, value, low=0, high=1, low_inclusive=False, high_inclusive=False)
 
 
+def check_callables(name: str, value: Any) -> Tuple[Callable, ...]:
+    """Return ``value`` as a tuple after checking it is a sequence of callables (hypercoil's constraints).
+
+    Example:
+        >>> check_callables("constraints", (abs, 2))
+        Traceback (most recent call last):
+        ...
+        TypeError: constraints[1] must be callable, got 2 of type int
+    """
+    if callable(value) or isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of callables, got {value!r}")
+    items = tuple(value)
+    for index, item in enumerate(items):
+        check_callable(f"{name}[{index}]", item)
+    return items
+
+
+def check_real_pair(name: str, value: Any) -> Tuple[float, float]:
+    """Return ``value`` as a pair of floats after checking it is a sequence of two finite reals.
+
+    Example:
+        >>> check_real_pair("modes", (0, 1))
+        (0.0, 1.0)
+        >>> check_real_pair("modes", (0, 1, 2))
+        Traceback (most recent call last):
+        ...
+        ValueError: modes must be a pair of real numbers, got (0, 1, 2)
+    """
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a pair of real numbers, got {value!r}")
+    items = tuple(value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be a pair of real numbers, got {value!r}")
+    first, second = (check_real(f"{name}[{index}]", item) for index, item in enumerate(items))
+    return first, second
+
+
 #: The layouts of a connectome weight: ``"i->j"`` (row i is the presynaptic neuron, ``h @ W``) or ``"j->i"``
 #: (row i is the postsynaptic neuron, ``W @ h``: ``nn.Linear``, ``nn.RNN``).
 CONVENTIONS = ("i->j", "j->i")

@@ -513,3 +513,185 @@ REGISTRY += [
         nonnegative=False,
     ),
 ]
+
+
+# --- hypercoil's elementary, information, Gram and Bregman losses, and its scheme -------------------------------
+def probabilities(*shapes: Tuple[int, ...], dtype: torch.dtype, seed: int, axis: int = -1) -> List[Tensor]:
+    return [p.detach().softmax(axis).requires_grad_() for p in make_params(*shapes, dtype=dtype, seed=seed)]
+
+
+def convex(x: Tensor) -> Tensor:
+    """A strictly convex function of one slice, for the Bregman divergences."""
+    return x.exp().sum() + x.square().sum()
+
+
+REGISTRY += [
+    RegularizationInfo(
+        "MSELoss-inputs",
+        lambda dtype, seed: (nr.MSELoss(Lambda=0.5), tuple(make_params((4, 5), (4, 5), dtype=dtype, seed=seed))),
+        lambda reg, args: F.difference(*args).square().mean(),
+    ),
+    RegularizationInfo(
+        "MSELoss-held",
+        lambda dtype, seed: (
+            nr.MSELoss(make_params((3, 4), (2, 4), dtype=dtype, seed=seed),
+                       target=make_params((4,), dtype=dtype, seed=seed + 1)[0].detach()),
+            (),
+        ),
+        lambda reg, args: sum(F.difference(p, reg.target).square().mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "NormedLoss-inputs-p1.5-axis",
+        lambda dtype, seed: (nr.NormedLoss(p=1.5, axis=-1), tuple(make_params((4, 6), dtype=dtype, seed=seed))),
+        lambda reg, args: torch.linalg.vector_norm(args[0], ord=1.5, dim=-1).mean(),
+    ),
+    RegularizationInfo(
+        "NormedLoss-held",
+        lambda dtype, seed: (nr.NormedLoss(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.3), ()),
+        lambda reg, args: sum(torch.linalg.vector_norm(p) for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "ConstraintViolationLoss-inputs-broadcast",
+        lambda dtype, seed: (
+            nr.ConstraintViolationLoss(
+                constraints=(lambda x: x - 0.5, lambda x: -x.sum(-1, keepdim=True) - 1), broadcast_against_input=True
+            ),
+            tuple(make_params((5, 3), dtype=dtype, seed=seed)),
+        ),
+        lambda reg, args: F.constraint_violation(
+            args[0], constraints=reg.options["constraints"], broadcast_against_input=True
+        ).mean(),
+    ),
+    RegularizationInfo(
+        "UnilateralLoss-held",
+        lambda dtype, seed: (nr.UnilateralLoss(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=2.0), ()),
+        lambda reg, args: sum(F.unilateral_loss(p).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "HingeLoss-inputs",
+        lambda dtype, seed: (nr.HingeLoss(), tuple(make_params((8,), (8,), dtype=dtype, seed=seed))),
+        lambda reg, args: F.hinge_loss(*args).sum(),
+    ),
+    RegularizationInfo(
+        "HingeLoss-held-mean",
+        lambda dtype, seed: (
+            nr.HingeLoss(make_params((6, 4), dtype=dtype, seed=seed), scalarisation=nr.scalarise.mean_scalarise(),
+                         target=torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=dtype)),
+            (),
+        ),
+        lambda reg, args: F.hinge_loss(held(reg)[0], reg.target).mean(),
+    ),
+    RegularizationInfo(
+        "BimodalSymmetricLoss-inputs-modes",
+        lambda dtype, seed: (
+            nr.BimodalSymmetricLoss(modes=(-1, 1)), tuple(make_params((5, 4), dtype=dtype, seed=seed))
+        ),
+        lambda reg, args: F.bimodal_symmetric(args[0], modes=(-1, 1)).mean(),
+    ),
+    RegularizationInfo(
+        "BimodalSymmetricLoss-held",
+        lambda dtype, seed: (nr.BimodalSymmetricLoss(make_params(*SHAPES, dtype=dtype, seed=seed), nu=0.5), ()),
+        lambda reg, args: sum(F.bimodal_symmetric(p).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "GramLogDeterminantLoss-inputs-psi",
+        lambda dtype, seed: (nr.GramLogDeterminantLoss(psi=0.1), tuple(make_params((2, 4, 9), dtype=dtype, seed=seed))),
+        lambda reg, args: F.log_det_gram(args[0], psi=0.1).mean(),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "GramDeterminantLoss-held-linear-theta",
+        lambda dtype, seed: (
+            nr.GramDeterminantLoss(make_params((3, 5), dtype=dtype, seed=seed), op=F.linear_kernel, psi=1.0,
+                                   theta=torch.linspace(0.5, 1.5, 5, dtype=dtype)),
+            (),
+        ),
+        lambda reg, args: F.det_gram(held(reg)[0], reg.theta, op=F.linear_kernel, psi=1.0),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
+        "EntropyLoss-inputs-axis0-keepdims",
+        lambda dtype, seed: (nr.EntropyLoss(axis=0, keepdims=True),
+                             tuple(probabilities((6, 4), dtype=dtype, seed=seed, axis=0))),
+        lambda reg, args: F.entropy(args[0], axis=0).mean(),
+    ),
+    RegularizationInfo(
+        "EntropyLoss-held",
+        lambda dtype, seed: (
+            nr.EntropyLoss(
+                [nn.Parameter(p.detach()) for p in probabilities((3, 5), (2, 2, 5), dtype=dtype, seed=seed)]
+            ),
+            (),
+        ),
+        lambda reg, args: sum(F.entropy(p).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "EntropyLogitLoss-inputs-two-axes",
+        lambda dtype, seed: (
+            nr.EntropyLogitLoss(axis=(0, 1), nu=2.0), tuple(make_params((3, 4, 2), dtype=dtype, seed=seed))
+        ),
+        lambda reg, args: F.entropy_logit(args[0], axis=(0, 1)).mean(),
+    ),
+    RegularizationInfo(
+        "EntropyLogitLoss-held-parcels",
+        lambda dtype, seed: (nr.EntropyLogitLoss(make_params((6, 10), dtype=dtype, seed=seed), axis=-2), ()),
+        lambda reg, args: F.entropy_logit(held(reg)[0], axis=-2).mean(),
+    ),
+    RegularizationInfo(
+        "KLDivergenceLoss-inputs",
+        lambda dtype, seed: (
+            nr.KLDivergenceLoss(Lambda=3.0), tuple(probabilities((4, 6), (4, 6), dtype=dtype, seed=seed))
+        ),
+        lambda reg, args: F.kl_divergence(*args).mean(),
+    ),
+    RegularizationInfo(
+        "KLDivergenceLogitLoss-held",
+        lambda dtype, seed: (
+            nr.KLDivergenceLogitLoss(make_params((4, 6), (2, 3, 6), dtype=dtype, seed=seed), axis=-1,
+                                     target=make_params((6,), dtype=dtype, seed=seed + 1)[0].detach()),
+            (),
+        ),
+        lambda reg, args: sum(F.kl_divergence_logit(p, reg.target).mean() for p in held(reg)),
+    ),
+    RegularizationInfo(
+        "BregmanDivergenceLoss-inputs",
+        lambda dtype, seed: (nr.BregmanDivergenceLoss(f=convex, f_dim=1),
+                             tuple(make_params((3, 4), (3, 4), dtype=dtype, seed=seed))),
+        lambda reg, args: F.bregman_divergence(*args, f=convex, f_dim=1).mean(),
+    ),
+    RegularizationInfo(
+        "BregmanDivergenceLogitLoss-held-f_dim2",
+        lambda dtype, seed: (
+            nr.BregmanDivergenceLogitLoss(make_params((2, 3, 4), dtype=dtype, seed=seed), f=convex, f_dim=2,
+                                          target=make_params((3, 4), dtype=dtype, seed=seed + 1)[0].detach()),
+            (),
+        ),
+        lambda reg, args: F.bregman_divergence_logit(held(reg)[0], reg.target, f=convex, f_dim=2).mean(),
+    ),
+    # A scheme on call-time inputs is tested in test_scheme.py: the generic gradcheck calls a list without them.
+    RegularizationInfo(
+        "LossScheme-held-apply",
+        lambda dtype, seed: (
+            nr.LossScheme(
+                [nr.LossApply(nr.EntropyLogitLoss(make_params((5, 7), dtype=dtype, seed=seed), Lambda=0.5)),
+                 nr.EquilibriumLogitLoss(make_params((4, 6), dtype=dtype, seed=seed + 1))],
+                Lambda=2.0,
+            ),
+            (),
+        ),
+        lambda reg, args: (
+            0.5 * F.entropy_logit(held(reg[0].loss)[0]).mean() + F.equilibrium_logit(held(reg[1])[0]).mean()
+        ),
+    ),
+    RegularizationInfo(
+        "LossScheme-held",
+        lambda dtype, seed: (
+            nr.LossScheme([nr.EntropyLogitLoss(make_params((4, 6), dtype=dtype, seed=seed), axis=0),
+                           nr.BimodalSymmetricLoss(make_params((5,), dtype=dtype, seed=seed + 1), Lambda=3.0)]),
+            (),
+        ),
+        lambda reg, args: (
+            F.entropy_logit(held(reg)[0], axis=0).mean() + 3.0 * F.bimodal_symmetric(held(reg)[1]).mean()
+        ),
+    ),
+]

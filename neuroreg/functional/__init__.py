@@ -16,7 +16,17 @@ from neuroreg.functional.activity import (
     rate_range,
     rate_range_grad,
 )
+from neuroreg.functional.basic import (
+    bimodal_symmetric,
+    constraint_violation,
+    difference,
+    hinge_loss,
+    identity,
+    unilateral_loss,
+    zero,
+)
 from neuroreg.functional.batchcorr import auto_tol, batch_corr
+from neuroreg.functional.bregman import bregman_divergence, bregman_divergence_logit
 from neuroreg.functional.connectome import (
     dale_law_l2,
     dale_law_l2_add_grad_,
@@ -29,7 +39,9 @@ from neuroreg.functional.connectome import (
     weights_distance_add_grad_,
 )
 from neuroreg.functional.divergence import js_divergence, js_divergence_logit, kl_divergence, kl_divergence_logit
+from neuroreg.functional.entropy import entropy, entropy_logit
 from neuroreg.functional.equilibrium import equilibrium, equilibrium_logit
+from neuroreg.functional.gram import corr_kernel, det_gram, linear_kernel, log_det_gram
 from neuroreg.functional.graph import (
     coaffiliation,
     connectopy,
@@ -51,16 +63,25 @@ __all__ = [
     "activity_l2_grad",
     "auto_tol",
     "batch_corr",
+    "bimodal_symmetric",
+    "bregman_divergence",
+    "bregman_divergence_logit",
     "cmass_coor",
     "coaffiliation",
     "compactness",
     "connectopy",
+    "constraint_violation",
+    "corr_kernel",
     "dale_law_l2",
     "dale_law_l2_add_grad_",
     "dale_sign_penalty",
     "dale_sign_penalty_add_grad_",
+    "det_gram",
+    "difference",
     "dispersion",
     "eigenmaps",
+    "entropy",
+    "entropy_logit",
     "equilibrium",
     "equilibrium_logit",
     "exc_ratio",
@@ -73,12 +94,16 @@ __all__ = [
     "firing_rates",
     "girvan_newman_null",
     "graph_laplacian",
+    "hinge_loss",
+    "identity",
     "interhemispheric_tether",
     "js_divergence",
     "js_divergence_logit",
     "kl_divergence",
     "kl_divergence_logit",
     "linear_distance",
+    "linear_kernel",
+    "log_det_gram",
     "lp_norm",
     "lp_norm_add_grad_",
     "lp_norm_grad",
@@ -96,6 +121,8 @@ __all__ = [
     "smoothness",
     "spherical_geodesic",
     "sym2vec",
+    "unilateral_loss",
     "weights_distance",
     "weights_distance_add_grad_",
+    "zero",
 ]
