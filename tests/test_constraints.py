@@ -5,6 +5,8 @@ layout without a transpose; bad input refused before the module changes."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,3 +276,19 @@ def test_bad_input_is_a_clear_error_and_leaves_the_module_as_it_was(apply, error
     assert type(module) is nn.Linear
     assert all(torch.equal(value, before[key]) for key, value in module.state_dict().items())
     assert torch.equal(state, torch.get_rng_state())
+
+
+# --- the example ---------------------------------------------------------------------------------------------------
+def test_dale_rnn_example_with_the_constraint_has_every_sign_right_at_every_step(tmp_path: Path) -> None:
+    pytest.importorskip("tqdm")
+    pytest.importorskip("matplotlib")
+    path = Path(__file__).parents[1] / "examples" / "dale_rnn.py"
+    spec = importlib.util.spec_from_file_location("dale_rnn_constraint_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "curves.png"
+    history = example.main(["--epochs", "2", "--batches", "2", "--hidden", "12", "--constraint", "--out", str(out),
+                            "--quiet"])
+    assert history["constrained_sign_match"] == [1.0, 1.0]  # the lowest over every step of each epoch
+    assert history["sign_match"][0] < 1.0  # the penalized network starts with wrong signs
+    assert len(history["constrained_task_loss"]) == 2 and out.stat().st_size > 0
