@@ -67,3 +67,21 @@ def test_dale_rnn_learns_the_signs_and_saves_its_figure(tmp_path: Path) -> None:
     assert out.stat().st_size > 0
     assert len(history["task_loss"]) == 3
     assert history["sign_match"][-1] > history["sign_match"][0]
+
+
+def test_firing_rates_puts_every_rate_in_the_band_while_the_task_is_solved(tmp_path: Path) -> None:
+    out = tmp_path / "firing_rates.png"
+    stdout = run("firing_rates.py", "--out", str(out))
+    if HAS_MATPLOTLIB:
+        assert out.stat().st_size > 0
+    # Each summary line reads "<run> task MSE <mse> (target variance <var>) | in band: <inside>/<neurons>, ...".
+    parsed = {}
+    for line in stdout.splitlines():
+        if "task MSE" in line:
+            label, rest = line.split("task MSE")
+            variance = float(rest.split("target variance ")[1].split(")")[0])
+            inside, total = (int(n) for n in rest.split("in band: ")[1].split(",")[0].split("/"))
+            parsed[label.strip()] = (float(rest.split()[0]), variance, inside, total)
+    mse, variance, inside, total = parsed["task + FiringRateRange"]
+    assert inside == total and mse < 0.1 * variance
+    assert parsed["task only"][2] < 0.6 * parsed["task only"][3]
