@@ -130,6 +130,14 @@ REGISTRY: List[RegularizationInfo] = [
         lambda reg, args: F.dale_sign_penalty(held(reg), reg.reference_signs, p=1.5),
     ),
     RegularizationInfo(
+        "DaleLawL2-post-to-pre-neurotorch-draw",
+        lambda dtype, seed: (nr.DaleLawL2(make_params((6, 6), (6, 6), dtype=dtype, seed=seed), alpha=0.5,
+                                          rho=0.7, inh_first=False, seed=seed, convention="j->i",
+                                          draw="neurotorch"), ()),
+        lambda reg, args: F.dale_law_l2(held(reg), reg.reference_signs, alpha=0.5),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
         "ExcRatioTarget",
         lambda dtype, seed: (
             nr.ExcRatioTargetRegularization(make_params((8,), (4, 5), dtype=dtype, seed=seed), exc_target_ratio=0.7,
