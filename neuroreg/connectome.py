@@ -9,7 +9,6 @@ a sign per row, as made by :func:`neuroreg.init.dale_`.
 from __future__ import annotations
 
 import inspect
-from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -25,9 +24,7 @@ from neuroreg._validation import (
     check_matrix,
     check_open_unit,
     check_real,
-    check_reduction,
     check_reference_tensors,
-    check_update,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.connectome import (
@@ -41,9 +38,7 @@ from neuroreg.functional.connectome import (
     weights_distance,
     weights_distance_add_grad_,
 )
-from neuroreg.functional.prox import dale_sign_prox_, weights_distance_l1_prox_, weights_distance_squared_l2_prox_
 from neuroreg.init import check_dale_draw, dale_
-from neuroreg.updates import PenaltyUpdates, Reduction, Update
 
 __all__ = [
     "DaleLaw",
@@ -179,7 +174,7 @@ class _SignReference(BaseRegularization):
         return _decode_dale_kwargs(self.dale_config)
 
 
-class DaleLawL2(PenaltyUpdates, _SignReference):
+class DaleLawL2(_SignReference):
     r"""Dale's law and L2 energy on connectomes, NeuroTorch's formula computed in :math:`O(nm)`.
 
     .. math::
@@ -234,31 +229,23 @@ class DaleLawL2(PenaltyUpdates, _SignReference):
         reference_weights: Optional[Sequence[Tensor]] = None,
         Lambda: float = 1.0,
         optimizer: Optional[torch.optim.Optimizer] = None,
-        *,
-        reduction: Reduction = "sum",
         **kwargs: Any,
     ) -> None:
         alpha = check_real("alpha", alpha, low=0, high=1)
-        reduction = check_reduction(reduction)
         super().__init__(params, reference_weights, Lambda, optimizer, kwargs)
         self.alpha = alpha
-        self._init_penalty_updates("gradient", reduction)
 
     def forward(self) -> Tensor:
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return self._reduced(partial(dale_law_l2, alpha=self.alpha), params, self._regularized_buffers("reference_signs"))
+        return dale_law_l2(params, self._regularized_buffers("reference_signs"), self.alpha)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        self._reduced_add_grad_(self._add_dale_grad_, grads, params, self._regularized_buffers("reference_signs"),
-                                alpha=alpha)
-
-    def _add_dale_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
-        dale_law_l2_add_grad_(grads, params, signs, self.alpha, scale=alpha)
+        dale_law_l2_add_grad_(grads, params, self._regularized_buffers("reference_signs"), self.alpha, scale=alpha)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}{self._modes_repr()}"
+        return f"{super().extra_repr()}, alpha={self.alpha:g}"
 
 
 class DaleLaw(DaleLawL2):
