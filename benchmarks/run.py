@@ -17,6 +17,9 @@ Cases (targets from the performance issue):
   4. Each ported loss, forward+backward, at a representative size.
   5. CompactnessLoss (parcels over sphere vertices) and ModularityLoss (soft communities of a graph),
      forward+backward: eager vs ``torch.compile``, beside hypercoil's ``jax.jit`` where hypercoil imports.
+  6. FiringRateRange on a (64, 200, 512) activity, task + penalty forward+backward: joint mode (attached: the
+     closed-form gradient joins in a tensor hook) vs the same penalty written by hand in autograd and added to the
+     loss, beside the task alone (the floor): joint no slower than by hand, with less peak memory.
 """
 
 from __future__ import annotations
@@ -249,6 +252,40 @@ def spatial_graph_cases(device: torch.device, quick: bool) -> List[Case]:
     return cases
 
 
+def activity_case(device: torch.device, quick: bool) -> List[Case]:
+    shape = (16 if quick else 64, 200, 512)
+    generator = torch.Generator().manual_seed(0)
+    drive = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
+    readout = torch.randn(shape[-1], generator=generator).to(device)
+    layer = torch.nn.Sigmoid()
+    low, high, weight = 0.45, 0.55, 10.0
+    reg = nr.FiringRateRange(layer, Lambda=weight, low=low, high=high)
+    reg.attach(torch.optim.SGD([drive], lr=0.0))   # joint mode; stepped by hand below (reg.step clears the record)
+
+    def task(rates):
+        return (rates * readout).mean()
+
+    def task_only():
+        task(torch.sigmoid(drive)).backward()
+
+    def by_hand():
+        rates = torch.sigmoid(drive)
+        mean = rates.mean((0, 1))
+        (task(rates) + weight * (torch.relu(low - mean).square() + torch.relu(mean - high).square()).sum()).backward()
+
+    def joint():
+        task(layer(drive)).backward()
+        reg.step()
+
+    return [Case(
+        f"6. FiringRateRange {shape}",
+        {"task only fwd+bwd (floor)": task_only,
+         "autograd task + penalty by hand": by_hand,
+         "neuroreg joint (attached)": joint},
+        reference="autograd task + penalty by hand",
+    )]
+
+
 def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
     header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
     if baseline:
@@ -285,6 +322,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         list_case(device, 20 if args.quick else 200),
         loss_cases(device, args.quick),
         spatial_graph_cases(device, args.quick),
+        activity_case(device, args.quick),
     ]
     cases = [case for group in groups for case in group]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
