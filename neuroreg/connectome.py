@@ -1,9 +1,11 @@
 r"""Connectome regularizations: Dale's law (:class:`DaleLawL2`, :class:`DaleLaw`, :class:`DaleSignPenalty`),
 E/I ratio targets and the distance to reference weights.
 
-Convention for 2-D weights: entry :math:`(i, j)` is the connection from neuron :math:`i` (row) to neuron
-:math:`j` (column), so Dale's law (each neuron excitatory or inhibitory in all its outgoing connections) is
-a sign per row, as made by :func:`neuroreg.init.dale_`.
+Convention for 2-D weights: by default (``convention="i->j"``) entry :math:`(i, j)` is the connection from
+neuron :math:`i` (row) to neuron :math:`j` (column), so Dale's law (each neuron excitatory or inhibitory in
+all its outgoing connections) is a sign per row, as made by :func:`neuroreg.init.dale_`; with
+``convention="j->i"`` (``nn.Linear``, ``nn.RNN``: row = postsynaptic neuron) the drawn references have one
+sign per column. The penalties themselves are entrywise, so the convention only orients the draw.
 """
 
 from __future__ import annotations
@@ -202,8 +204,10 @@ class DaleLawL2(_SignReference):
         Lambda: Weight of the penalty.
         optimizer: As in :class:`~neuroreg.BaseRegularization`.
         **kwargs: ``dale_kwargs`` — ``inh_ratio``, ``rho``, ``inh_first``, ``seed`` (the k-th parameter's
-            reference uses ``seed + k``), only without ``reference_weights`` — and ``name``, ``include``,
-            ``exclude``, ``priority``, ``save_state``, ``load_state``. Any other keyword is a ``ValueError``.
+            reference uses ``seed + k``), ``convention`` (``"i->j"``, or ``"j->i"`` for ``W @ h`` weights)
+            and ``draw`` (``"neurotorch"``: NeuroTorch's references, every parameter's drawn with ``seed``),
+            only without ``reference_weights`` — and ``name``, ``include``, ``exclude``, ``priority``,
+            ``save_state``, ``load_state``. Any other keyword is a ``ValueError``.
 
     The sign matrices are buffers (:attr:`reference_signs`): in ``state_dict()``, moved by ``.to()``, so a
     regularization rebuilt and loaded from a checkpoint has the same references.
