@@ -1,5 +1,6 @@
 """neuroreg.losses.scheme: hypercoil's LossScheme / LossApply / LossArgument on RegularizationList. hypercoil's
-own scheme test translated, then routing, nesting, names, joint mode, compile and bad input."""
+own scheme test translated, then routing, nesting, names, joint mode, compile and bad input; and every module of
+the first half of issue 19 compiled as one graph (fullgraph) with eager values and gradients."""
 
 from __future__ import annotations
 
@@ -153,6 +154,44 @@ def test_compiled_scheme_does_not_recompile_when_lambda_changes() -> None:
     scheme.Lambda = 0.5
     torch.testing.assert_close(compiled(X), scheme(X))
     assert counter.frame_count == frames
+
+
+COMPILE_X, COMPILE_Y = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(11))
+COMPILE_CASES = {
+    "MSELoss": (lambda: nr.MSELoss(), 2),
+    "NormedLoss": (lambda: nr.NormedLoss(p=1, axis=-1), 1),
+    "ConstraintViolationLoss": (lambda: nr.ConstraintViolationLoss(constraints=(lambda x: x - 0.5,)), 1),
+    "UnilateralLoss": (lambda: nr.UnilateralLoss(), 1),
+    "HingeLoss": (lambda: nr.HingeLoss(), 2),
+    "BimodalSymmetricLoss": (lambda: nr.BimodalSymmetricLoss(modes=(-1, 1)), 1),
+    "GramLogDeterminantLoss": (lambda: nr.GramLogDeterminantLoss(psi=0.1), 1),
+    "GramDeterminantLoss": (lambda: nr.GramDeterminantLoss(op=nr.functional.linear_kernel, psi=1.0), 1),
+    "EntropyLogitLoss": (lambda: nr.EntropyLogitLoss(axis=0), 1),
+    "KLDivergenceLogitLoss": (lambda: nr.KLDivergenceLogitLoss(), 2),
+    "BregmanDivergenceLoss": (lambda: nr.BregmanDivergenceLoss(f=lambda v: v.exp().sum(), f_dim=1), 2),
+    "BregmanDivergenceLogitLoss": (lambda: nr.BregmanDivergenceLogitLoss(f=lambda v: v.square().sum(), f_dim=2), 2),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPILE_CASES))
+def test_losses_compile_to_one_graph_with_eager_values_and_gradients(case) -> None:
+    torch._dynamo.reset()
+    build, n_inputs = COMPILE_CASES[case]
+    loss = build()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(loss, backend=counter, fullgraph=True)  # fullgraph: a graph break is an error
+    inputs = [t.clone().requires_grad_() for t in (COMPILE_X, COMPILE_Y)[:n_inputs]]
+    value = compiled(*inputs)
+    grads = torch.autograd.grad(value, inputs)
+    expected_inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    expected = loss(*expected_inputs)
+    torch.testing.assert_close(value, expected)
+    for grad, expected_grad in zip(grads, torch.autograd.grad(expected, expected_inputs)):
+        torch.testing.assert_close(grad, expected_grad)
+    frames = counter.frame_count
+    loss.Lambda = 2.5
+    torch.testing.assert_close(compiled(*inputs), loss(*inputs))
+    assert counter.frame_count == frames, "changing Lambda recompiled"
 
 
 # --- bad input -----------------------------------------------------------------------------------------------
