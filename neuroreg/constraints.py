@@ -163,8 +163,10 @@ def dale_(
     (what the model uses, differentiable in the raw one); the raw parameter is
     ``module.parametrizations.<name>.original``, which the optimizer trains. It is initialised to the
     magnitudes of the current weight, so the effective weight equals it wherever its sign is already the
-    reference's (and has the current magnitude with the reference sign elsewhere). Registered after any
-    parametrization the tensor already has (its output is then the input of :math:`f`).
+    reference's (and has the current magnitude with the reference sign elsewhere). On a tensor that already
+    has parametrizations it is appended to them (their output is the input of :math:`f`, and, as
+    ``torch.nn.utils.parametrize`` does for appended ones, nothing is re-initialised): the signs hold all
+    the same.
 
     Args:
         module: The module, changed in place (nothing is changed when an argument is refused).
