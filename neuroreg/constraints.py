@@ -249,9 +249,6 @@ class _Projection(nn.Module, BaseCallback, OptimizerHooks):
         self.params = _HeldParameters(parameters)
         self.param_names: List[str] = names
 
-    def _set_constraints(self, constraints: List[nn.Module]) -> None:
-        self.constraints = nn.ModuleList(constraints)
-
     @torch.no_grad()
     def project_(self) -> None:
         """Project every held parameter onto its constraint, in place (call it after ``optimizer.step()`` in
@@ -337,7 +334,7 @@ class SignProjection(_Projection):
         for param_name, param in zip(self.param_names, self.params):
             check_matrix(f"params[{param_name!r}]", param)
         signs = reference_signs(list(self.params), reference_weights, drawn)
-        self._set_constraints([DaleSigns(s.to(p.detach())) for s, p in zip(signs, self.params)])
+        self.constraints = nn.ModuleList(DaleSigns(s.to(p.detach())) for s, p in zip(signs, self.params))
 
     @property
     def reference_signs(self) -> List[Tensor]:
@@ -383,7 +380,10 @@ class MaskProjection(_Projection):
         super().__init__(params, name=name, include=include, exclude=exclude, priority=priority)
         masks = check_per_parameter("masks", masks, len(self.params))
         checked = [check_mask(f"masks[{k}]", mask, param) for k, (mask, param) in enumerate(zip(masks, self.params))]
-        self._set_constraints([Mask(m.detach().to(p.detach(), copy=True)) for m, p in zip(checked, self.params)])
+        # Copied, in the parameter's dtype: a later change to the caller's mask cannot reach the constraint.
+        self.constraints = nn.ModuleList(
+            Mask(m.detach().to(p.detach(), copy=True)) for m, p in zip(checked, self.params)
+        )
 
     @property
     def masks(self) -> List[Tensor]:
