@@ -318,10 +318,10 @@ REGISTRY: List[RegularizationInfo] = [
     RegularizationInfo(
         "FiringRateRange-per-trial-mean",
         lambda dtype, seed: (
-            nr.FiringRateRange(None, Lambda=2.0, low=0.5, time_axis=1, reduction="mean"),
+            nr.FiringRateRange(None, Lambda=2.0, low=0.5, high=0.9, time_axis=1, reduction="mean"),
             tuple(nn.Parameter(p.detach().sigmoid()) for p in make_params((4, 10, 3), dtype=dtype, seed=seed)),
         ),
-        lambda reg, args: F.firing_rate_range(args[0], 0.5, time_axis=1, reduction="mean"),
+        lambda reg, args: F.firing_rate_range(args[0], 0.5, 0.9, time_axis=1, reduction="mean"),
     ),
     RegularizationInfo(
         "FiringRateKL-inputs",

@@ -139,6 +139,16 @@ def test_firing_rate_kl_is_finite_at_rates_0_and_1_and_pushes_toward_the_target(
     assert grad[..., 0].lt(0).all() and grad[..., 1].gt(0).all()   # gradient descent raises 0 and lowers 1
 
 
+def test_firing_rate_kl_propagates_nan_and_refuses_infinite_rates() -> None:
+    a = torch.full((4, 3), 0.3, dtype=torch.float64)
+    a[1, 2] = float("nan")
+    value = F.firing_rate_kl(a, 0.2)
+    assert torch.isnan(value)
+    a[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="firing rates must be in"):
+        F.firing_rate_kl(a, 0.2)
+
+
 def test_rate_functions_against_numpy() -> None:
     rates = torch.tensor([0.0, 0.05, 0.2, 0.9, 1.0], dtype=torch.float64)
     assert float(F.rate_range(rates, 0.1, 0.3, reduction="mean")) == pytest.approx(

@@ -345,10 +345,11 @@ def _kl_options(target: float, eps: float) -> Tuple[float, float]:
 
 def _check_kl(rates: Tensor, target: float, eps: float) -> Tuple[float, float]:
     target, eps = _kl_options(target, eps)
-    if rates.numel() and not bool(((rates >= 0) & (rates <= 1)).all()):
+    # NaN passes (NaN in, NaN out); a finite or infinite rate outside [0, 1] is refused.
+    if bool(((rates < 0) | (rates > 1)).any()):
         raise ValueError(
             f"firing rates must be in [0, 1] for a KL penalty (spikes or probabilities), got rates from "
-            f"{float(rates.min()):g} to {float(rates.max()):g}"
+            f"{float(rates.detach().min()):g} to {float(rates.detach().max()):g}"
         )
     return target, eps
 
