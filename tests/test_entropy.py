@@ -87,6 +87,11 @@ def test_exact_zeros_are_zero_terms_with_finite_gradients() -> None:
     torch.testing.assert_close(P.grad, expected)  # -(log p + 1), and 0 at the zeros
 
 
+def test_a_negative_probability_is_nan_not_a_number() -> None:
+    H = entropy(torch.tensor([[0.5, 0.5], [1.5, -0.5]]), keepdims=False)
+    assert torch.isfinite(H[0]) and torch.isnan(H[1])
+
+
 def test_masked_and_huge_logits_are_finite() -> None:
     logits = torch.tensor([[0.0, 0.0, -math.inf], [1e4, -1e4, 0.0]], requires_grad=True)
     H = entropy_logit(logits, keepdims=False)

@@ -20,7 +20,9 @@ def entropy(X: Tensor, *, axis: Axes = -1, keepdims: bool = True, reduce: bool =
     .. math::
         H(X) = -\sum_x X_x \log X_x
 
-    Terms with :math:`X_x = 0` are 0, with a zero gradient. hypercoil adds machine epsilon inside the
+    Terms with :math:`X_x = 0` are 0, with a zero gradient; a negative entry (not a probability) makes its
+    entropy NaN, as its logarithm is, rather than a number (checking values would cost a host sync per
+    call). hypercoil adds machine epsilon inside the
     logarithm, which shifts every value slightly; this function is exact (it equals
     ``scipy.stats.entropy`` on normalised inputs). Penalising entropy concentrates each distribution on
     one category; it is unbounded below off the simplex, so constrain the input (e.g. a softmax, or
@@ -44,10 +46,10 @@ def entropy(X: Tensor, *, axis: Axes = -1, keepdims: bool = True, reduce: bool =
     axes = check_axes("axis", axis, X.ndim)
     keepdims, reduce = check_bool("keepdims", keepdims), check_bool("reduce", reduce)
     work = X.to(compute_dtype(X))
-    positive = work > 0
+    zero = work == 0
     # The logarithm of X with its zeros replaced by 1: masking only the product would leave 0 * log 0 in
-    # the backward pass, which is NaN.
-    terms = -torch.where(positive, work * torch.log(torch.where(positive, work, 1.0)), 0.0)
+    # the backward pass, which is NaN. Only exact zeros are masked: a negative entry stays NaN.
+    terms = -torch.where(zero, 0.0, work * torch.log(torch.where(zero, 1.0, work)))
     return (terms.sum(axes, keepdim=keepdims) if reduce else terms).to(X.dtype)
 
 
