@@ -129,10 +129,10 @@ class _ActivityRegularization(BaseRegularization):
         self._joint_sources: Dict[Any, Callable[[], float]] = {}
         self._generation = 0
         self._reset_record()
-        self._register_record_handles()
+        self._register_hooks()
 
     # --- recording -------------------------------------------------------------------------------------
-    def _register_record_handles(self) -> None:
+    def _register_hooks(self) -> None:
         if self._record_handles:
             return
         me = weakref.ref(self)
@@ -145,10 +145,13 @@ class _ActivityRegularization(BaseRegularization):
     def remove(self) -> None:
         """Stop recording: remove the forward hooks, detach from every optimizer and clear the record.
         ``start`` (a trainer's) registers the hooks again while the modules are alive."""
+        self.detach()
+        self._stop_recording()
+
+    def _stop_recording(self) -> None:
         for handle in self._record_handles:
             handle.remove()
         self._record_handles = []
-        self.detach()
         self._clear()
 
     @property
@@ -255,16 +258,13 @@ class _ActivityRegularization(BaseRegularization):
 
     def start(self, trainer: Any = None, **kwargs: Any) -> None:
         """Record again if :meth:`remove` or ``close`` stopped it, and attach to the trainer's optimizers."""
-        self._register_record_handles()
+        self._register_hooks()
         super().start(trainer, **kwargs)
 
     def close(self, trainer: Any = None, **kwargs: Any) -> None:
         """Detach from the trainer's optimizers, remove the forward hooks and clear the record."""
         super().close(trainer, **kwargs)
-        for handle in self._record_handles:
-            handle.remove()
-        self._record_handles = []
-        self._clear()
+        self._stop_recording()
 
     # --- the penalty -------------------------------------------------------------------------------------
     def forward(self, *activity: Tensor) -> Tensor:
@@ -490,7 +490,7 @@ class FiringRateKL(_RateActivity):
         \hat r_j = \operatorname{clamp}(r_j, \epsilon, 1 - \epsilon)
 
     Rates as in :class:`FiringRateRange`; they must lie in :math:`[0, 1]` (spikes or probabilities: checked on
-    the first record, and at every call on tensors). Finite, with a gradient that pushes silent neurons up,
+    the first record of each step, and at every call on tensors). Finite, with a gradient that pushes silent neurons up,
     at rates of exactly 0 and 1. See :func:`neuroreg.functional.firing_rate_kl`.
 
     Args:
