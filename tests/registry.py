@@ -418,6 +418,12 @@ REGISTRY += [
         nonnegative=False,
     ),
     RegularizationInfo(
+        "DispersionLoss-held-closed-form",
+        lambda dtype, seed: (nr.DispersionLoss(make_params((6, 2), (2, 4, 3), dtype=dtype, seed=seed), Lambda=0.3), ()),
+        lambda reg, args: sum(F.dispersion(p).mean() for p in held(reg)),
+        nonnegative=False,
+    ),
+    RegularizationInfo(
         "SecondMomentLoss-inputs",
         lambda dtype, seed: (
             nr.SecondMomentLoss(),

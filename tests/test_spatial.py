@@ -17,6 +17,7 @@ from neuroreg.functional import (
     cmass_coor,
     compactness,
     dispersion,
+    dispersion_add_grad_,
     interhemispheric_tether,
     linear_distance,
     reference_tether,
@@ -221,6 +222,24 @@ def test_bfloat16_is_computed_in_float32() -> None:
     low = compactness(X.bfloat16(), coor.bfloat16())
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.double(), exact, rtol=2e-2, atol=0)
+
+
+def test_dispersion_closed_form_gradient_equals_autograd() -> None:
+    tensors = [uniform(6, 3, seed=0).requires_grad_(True), uniform(2, 4, 2, seed=1).requires_grad_(True)]
+    expected = torch.autograd.grad(sum(dispersion(X).mean() for X in tensors), tensors)
+    grads = [torch.ones_like(X) for X in tensors]
+    dispersion_add_grad_(grads, [X.detach() for X in tensors], alpha=0.5)
+    for grad, e in zip(grads, expected):
+        torch.testing.assert_close(grad, 1 + 0.5 * e)
+    with pytest.raises(ValueError, match="number of vectors in each tensor must be >= 2"):
+        dispersion_add_grad_([torch.zeros(1, 3)], [torch.ones(1, 3)])
+
+
+def test_dispersion_loss_uses_its_closed_form_only_for_the_default_metric_and_scalarisation() -> None:
+    centres = [nn.Parameter(uniform(5, 3, seed=0))]
+    assert nr.DispersionLoss(centres).closed_form_grad
+    assert not nr.DispersionLoss(centres, metric=lambda X: linear_distance(X).sqrt()).closed_form_grad
+    assert not nr.DispersionLoss(centres, scalarisation=mean_scalarise()).closed_form_grad
 
 
 # --- modules: held parameters, bound coordinates ---------------------------------------------------------

@@ -54,7 +54,13 @@ from neuroreg.functional.graph import (
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_, lp_norm_grad
 from neuroreg.functional.moments import multivariate_kurtosis, qcfc, second_moment, second_moment_centred
 from neuroreg.functional.smoothness import smoothness
-from neuroreg.functional.spatial import compactness, dispersion, interhemispheric_tether, reference_tether
+from neuroreg.functional.spatial import (
+    compactness,
+    dispersion,
+    dispersion_add_grad_,
+    interhemispheric_tether,
+    reference_tether,
+)
 
 __all__ = [
     "activity_l1",
@@ -79,6 +85,7 @@ __all__ = [
     "det_gram",
     "difference",
     "dispersion",
+    "dispersion_add_grad_",
     "eigenmaps",
     "entropy",
     "entropy_logit",

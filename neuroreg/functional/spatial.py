@@ -5,7 +5,7 @@ it."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Optional, Tuple, Union
+from typing import Callable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -15,13 +15,15 @@ from neuroreg._validation import (
     check_callable,
     check_choice,
     check_floating_tensor,
+    check_grads,
+    check_int,
     check_real,
     check_size,
 )
 from neuroreg.functional._common import compute_dtype
 from neuroreg.functional._geometry import cmass_coor, linear_distance, spherical_geodesic, sym2vec
 
-__all__ = ["compactness", "dispersion", "interhemispheric_tether", "reference_tether"]
+__all__ = ["compactness", "dispersion", "dispersion_add_grad_", "interhemispheric_tether", "reference_tether"]
 
 Norm = Union[int, float, Literal["inf"]]
 
@@ -167,6 +169,38 @@ def dispersion(X: Tensor, *, metric: Callable[[Tensor], Tensor] = linear_distanc
     X = check_floating_tensor("X", X, min_ndim=2)
     metric = check_callable("metric", metric)
     return sym2vec(-metric(X.to(compute_dtype(X)))).to(X.dtype)
+
+
+def dispersion_add_grad_(grads: List[Tensor], tensors: Sequence[Tensor], alpha: float = 1.0) -> None:
+    r"""Add ``alpha`` times the gradient of the mean of :func:`dispersion` (the default metric) of each tensor
+    to ``grads``, in place, without autograd.
+
+    .. math::
+        \frac{\partial}{\partial x_i} \Big(-\frac{1}{B P} \sum_{j < k} \lVert x_j - x_k \rVert^2\Big) =
+        -\frac{2}{B P} \Big(N x_i - \sum_j x_j\Big), \qquad P = \frac{N (N - 1)}{2}
+
+    for ``B`` batch elements of ``N`` vectors: :math:`O(ND)` where differentiating the pairwise distances
+    takes :math:`O(N^2 D)` time and memory.
+
+    Args:
+        grads: One gradient per tensor, updated in place.
+        tensors: Vectors in rows, each of shape ``(*, N, D)`` with ``N >= 2``.
+        alpha: Scale of the gradient.
+
+    Example:
+        >>> g = torch.zeros(2, 1)
+        >>> dispersion_add_grad_([g], [torch.tensor([[0.0], [1.0]])]); g      # of -(x_1 - x_0)^2
+        tensor([[ 2.],
+                [-2.]])
+    """
+    tensors = [check_floating_tensor("tensors", X, min_ndim=2) for X in tensors]
+    check_grads(grads, tensors)
+    with torch.no_grad():
+        for grad, X in zip(grads, tensors):
+            n = check_int("the number of vectors in each tensor", X.shape[-2], low=2)
+            count = X.numel() // X.shape[-1] // n * (n * (n - 1) // 2)
+            work = X.to(compute_dtype(X))
+            grad.add_(n * work - work.sum(-2, keepdim=True), alpha=-2 * alpha / count)
 
 
 def _check_masses(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from torch import Tensor
 
@@ -14,6 +14,7 @@ from neuroreg.functional.spatial import (
     _check_norm,
     compactness,
     dispersion,
+    dispersion_add_grad_,
     interhemispheric_tether,
     reference_tether,
 )
@@ -191,6 +192,9 @@ class DispersionLoss(_ScalarisedLoss):
     .. math::
         \mathcal{L} = \Lambda \, \operatorname{mean}_{i < j} \big(-d(x_i, x_j)\big)
 
+    On held tensors with the default metric and scalarisation its gradient has a closed form
+    (:func:`neuroreg.functional.dispersion_add_grad_`, :math:`O(ND)`): joint mode adds it without autograd.
+
     Args:
         params: ``None`` to call it as ``loss(X)`` on vectors in rows (``cmass_coor(P, coor).mT`` for the
             centres of a parcellation ``P``); or tensors of vectors to hold, called as ``loss()``.
@@ -222,3 +226,9 @@ class DispersionLoss(_ScalarisedLoss):
             params, Lambda, score=dispersion, options={"metric": check_callable("metric", metric)},
             scalarisation=scalarisation or mean_scalarise(), nu=nu, name=name, **kwargs,
         )
+        # The closed form is that of the default (the mean over pairs of squared Euclidean distances), for the
+        # gradient in held tensors.
+        self.closed_form_grad = bool(self.params) and metric is linear_distance and scalarisation is None
+
+    def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        dispersion_add_grad_(grads, params, alpha)
