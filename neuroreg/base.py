@@ -16,10 +16,12 @@ from neuroreg._validation import (
     check_choice,
     check_names,
     check_real,
+    check_select,
     collect_parameters,
     parametrized_tensors,
 )
 from neuroreg.callbacks import BaseCallback
+from neuroreg.config import Configurable
 from neuroreg.functional._multi_tensor import sum_scalars
 from neuroreg.updates import OptimizerHooks, optimizer_param_ids
 
@@ -73,7 +75,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
+class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
@@ -99,6 +101,10 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
             Names are those of the unwrapped model: the ``module.`` (DistributedDataParallel),
             ``_orig_mod.`` (``torch.compile``) and ``_fsdp_wrapped_module.`` prefixes are left out.
+        select: A predicate ``(name, param, module) -> bool`` applied with ``include``/``exclude``: keep the
+            parameters it is true for (``module`` owns the parameter; ``None`` for a dict or an iterable).
+            Presets in :mod:`neuroreg.select`: ``weights``, ``no_decay``, ``module_types(...)``,
+            ``recurrent``. Selecting nothing warns once.
         effective: For a module with ``torch.nn.utils.parametrize`` parametrizations (such as
             :func:`neuroreg.constraints.dale_`, ``spectral_norm`` or ``weight_norm``), regularize the tensor
             the model uses (``layer.weight``, named ``weight``), recomputed at each call, rather than the raw
@@ -131,6 +137,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         name: Optional[str] = None,
         include: Union[str, Sequence[str], None] = None,
         exclude: Union[str, Sequence[str], None] = None,
+        select: Optional[Callable[[str, nn.Parameter, Optional[nn.Module]], bool]] = None,
         effective: bool = True,
         priority: Optional[int] = None,
         save_state: bool = True,
@@ -143,7 +150,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         effective = check_bool("effective", effective)
         names, parameters = collect_parameters(
             [] if params is None else params, check_names("include", include), check_names("exclude", exclude),
-            effective,
+            effective, check_select(select), name or type(self).__name__,
         )
         nn.Module.__init__(self)
         BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)
@@ -415,6 +422,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         state = copy.deepcopy(self.__getstate__(), memo)
         duplicate.__setstate__(state)
         duplicate.__dict__["_copy_memo"] = memo if self._owners is not None else None
+        duplicate.__dict__["_bound"] = [id(param) for param in duplicate.params]   # ids of the copied objects
         return duplicate
 
     def _zero(self) -> Tensor:
@@ -714,6 +722,7 @@ def _rebuild(cls: type, state: Dict[str, Any]) -> BaseRegularization:
     regularization = cls.__new__(cls)
     state["_owners"], state["_views"] = _weak(state["_owners"]), _weak(state["_views"])
     regularization.__setstate__(state)
+    regularization.__dict__["_bound"] = [id(param) for param in regularization.params]
     return regularization
 
 
