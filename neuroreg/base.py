@@ -16,12 +16,10 @@ from neuroreg._validation import (
     check_choice,
     check_names,
     check_real,
-    check_select,
     collect_parameters,
     parametrized_tensors,
 )
 from neuroreg.callbacks import BaseCallback
-from neuroreg.config import Configurable
 from neuroreg.functional._multi_tensor import sum_scalars
 from neuroreg.updates import OptimizerHooks, optimizer_param_ids
 
@@ -75,7 +73,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
+class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
@@ -101,10 +99,6 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
             Names are those of the unwrapped model: the ``module.`` (DistributedDataParallel),
             ``_orig_mod.`` (``torch.compile``) and ``_fsdp_wrapped_module.`` prefixes are left out.
-        select: A predicate ``(name, param, module) -> bool`` applied with ``include``/``exclude``: keep the
-            parameters it is true for (``module`` owns the parameter; ``None`` for a dict or an iterable).
-            Presets in :mod:`neuroreg.select`: ``weights``, ``no_decay``, ``module_types(...)``,
-            ``recurrent``. Selecting nothing warns once.
         effective: For a module with ``torch.nn.utils.parametrize`` parametrizations (such as
             :func:`neuroreg.constraints.dale_`, ``spectral_norm`` or ``weight_norm``), regularize the tensor
             the model uses (``layer.weight``, named ``weight``), recomputed at each call, rather than the raw
@@ -137,7 +131,6 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
         name: Optional[str] = None,
         include: Union[str, Sequence[str], None] = None,
         exclude: Union[str, Sequence[str], None] = None,
-        select: Optional[Callable[[str, nn.Parameter, Optional[nn.Module]], bool]] = None,
         effective: bool = True,
         priority: Optional[int] = None,
         save_state: bool = True,
@@ -150,7 +143,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
         effective = check_bool("effective", effective)
         names, parameters = collect_parameters(
             [] if params is None else params, check_names("include", include), check_names("exclude", exclude),
-            effective, check_select(select), name or type(self).__name__,
+            effective,
         )
         nn.Module.__init__(self)
         BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)
