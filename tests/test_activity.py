@@ -94,12 +94,16 @@ def test_firing_rates_pool_per_step_records() -> None:
     torch.testing.assert_close(F.firing_rates(steps, time_axis=0), F.firing_rates(steps))
 
 
+#: (options, the axes a rate averages over): (batch, time, neurons) pooled or per trial, and neurons first.
+LAYOUTS = [({}, (0, 1)), ({"time_axis": 1}, (1,)), ({"neuron_axis": 0}, (1, 2))]
+LAYOUT_IDS = ["pooled", "per-trial", "neurons-first"]
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize(("low", "high"), [(0.3, 0.6), (0.0, 0.5), (0.55, None), (0.5, 0.5)])
-@pytest.mark.parametrize("kwargs", [{}, {"time_axis": 1}], ids=["pooled", "per-trial"])
-def test_firing_rate_range_value_and_gradient(low: float, high, reduction: str, kwargs: dict) -> None:
-    a = tensor(4, 6, 7, low=0.0)
-    axes = (1,) if kwargs else (0, 1)
+@pytest.mark.parametrize(("kwargs", "axes"), LAYOUTS, ids=LAYOUT_IDS)
+def test_firing_rate_range_value_and_gradient(low: float, high, reduction: str, kwargs: dict, axes: tuple) -> None:
+    a = tensor(7, 2, 3, low=0.0) if "neuron_axis" in kwargs else tensor(4, 6, 7, low=0.0)
     expected = np_range(np_rates(a.detach().numpy(), axes), low, high, reduction)
     value = F.firing_rate_range(a, low, high, reduction=reduction, **kwargs)
     assert value.dtype == a.dtype
@@ -117,13 +121,15 @@ def test_firing_rate_range_is_zero_inside_the_band() -> None:
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize(("target", "eps"), [(0.1, 1e-6), (0.4, 1e-3)])
-def test_firing_rate_kl_value_and_gradient(target: float, eps: float, reduction: str) -> None:
-    a = tensor(4, 6, 7, low=0.0)
-    value = F.firing_rate_kl(a, target, eps=eps, reduction=reduction)
-    expected = np_kl(np_rates(a.detach().numpy(), (0, 1)), target, eps, reduction)
+@pytest.mark.parametrize(("kwargs", "axes"), LAYOUTS, ids=LAYOUT_IDS)
+def test_firing_rate_kl_value_and_gradient(target: float, eps: float, reduction: str, kwargs: dict, axes: tuple):
+    a = tensor(7, 2, 3, low=0.0) if "neuron_axis" in kwargs else tensor(4, 6, 7, low=0.0)
+    value = F.firing_rate_kl(a, target, eps=eps, reduction=reduction, **kwargs)
+    expected = np_kl(np_rates(a.detach().numpy(), axes), target, eps, reduction)
     assert float(value) == pytest.approx(expected, rel=1e-12)
     (autograd,) = torch.autograd.grad(value, a)
-    torch.testing.assert_close(F.firing_rate_kl_grad(a.detach(), target, eps=eps, reduction=reduction), autograd)
+    grad = F.firing_rate_kl_grad(a.detach(), target, eps=eps, reduction=reduction, **kwargs)
+    torch.testing.assert_close(grad, autograd)
 
 
 def test_firing_rate_kl_is_finite_at_rates_0_and_1_and_pushes_toward_the_target() -> None:
@@ -258,13 +264,15 @@ def test_added_to_the_loss_and_joint_mode_equal_sgd_on_the_penalty_by_hand(case:
     assert act.last_values()[act.name] == pytest.approx(values[-1], rel=1e-9)
 
 
-def test_per_trial_rates_of_a_sequence_output_in_joint_mode_equal_the_penalty_by_hand() -> None:
-    data = batches(3)
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_per_trial_rates_of_a_sequence_output_in_joint_mode_equal_the_penalty_by_hand(batch_first: bool) -> None:
+    data = [(x, y) if batch_first else (x.transpose(0, 1), y.transpose(0, 1)) for x, y in batches(3)]
+    time_axis = 1 if batch_first else 0
     results = []
     for joint in (True, False):
         torch.manual_seed(0)
-        rnn = nn.RNN(3, 5, batch_first=True, nonlinearity="relu").double()
-        act = nr.FiringRateRange(rnn, Lambda=3.0, low=0.2, high=0.4, time_axis=1, reduction="mean")
+        rnn = nn.RNN(3, 5, batch_first=batch_first, nonlinearity="relu").double()
+        act = nr.FiringRateRange(rnn, Lambda=3.0, low=0.2, high=0.4, time_axis=time_axis, reduction="mean")
         optimizer = torch.optim.SGD(rnn.parameters(), lr=0.3)
         if joint:
             act.attach(optimizer)
@@ -273,7 +281,7 @@ def test_per_trial_rates_of_a_sequence_output_in_joint_mode_equal_the_penalty_by
             out, _ = rnn(x)
             loss = nn.functional.mse_loss(out[..., :2], y)
             if not joint:
-                rates = out.mean(1)   # (batch, neurons): one rate per trial
+                rates = out.mean(time_axis)   # (batch, neurons): one rate per trial
                 loss = loss + 3.0 * (relu(0.2 - rates) ** 2 + relu(rates - 0.4) ** 2).mean()
             loss.backward()
             optimizer.step()
