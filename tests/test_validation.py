@@ -29,6 +29,7 @@ from neuroreg._validation import (
     check_real,
     check_reference_tensors,
     collect_parameters,
+    unwrapped_name,
 )
 
 
@@ -280,3 +281,47 @@ def test_collect_parameters_refuses() -> None:
     ]:
         with pytest.raises(error, match=re.escape(message)):
             call()
+
+
+class _Halves(nn.Module):
+    """A parametrization optimizing two tensors (a tuple ``right_inverse``)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    def right_inverse(self, X: torch.Tensor) -> tuple:
+        return X / 2, X / 2
+
+
+class _Double(nn.Module):
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return 2 * X
+
+
+def test_collect_parameters_names_parametrized_and_wrapped_tensors_as_the_model_does() -> None:
+    from torch.nn.utils import parametrize
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    parametrize.register_parametrization(model[0], "weight", _Double())
+    original = model[0].parametrizations.weight.original
+    names, params = collect_parameters(model)
+    assert names == ["0.bias", "0.weight", "1.weight", "1.bias"] and params[1] is original
+    assert collect_parameters(model, effective=False)[0][1] == "0.parametrizations.weight.original"
+    assert collect_parameters(model, include=("0.weight",))[1] == [original]
+    wrapper = nn.Module()
+    wrapper.module = nn.Module()
+    wrapper.module._orig_mod = model  # DistributedDataParallel around torch.compile
+    assert collect_parameters(wrapper)[0] == names
+    assert unwrapped_name("module._fsdp_wrapped_module.rnn.weight") == "rnn.weight"
+    assert unwrapped_name("modules.weight") == "modules.weight"  # only whole prefixes are dropped
+
+
+def test_collect_parameters_refuses_a_parametrization_of_several_tensors() -> None:
+    from torch.nn.utils import parametrize
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    parametrize.register_parametrization(model[0], "weight", _Halves())
+    message = "the parametrization of 0.weight optimizes several tensors (original0, original1, ...)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        collect_parameters(model)
+    assert len(collect_parameters(model, effective=False)[1]) == 3  # original0, original1, bias
