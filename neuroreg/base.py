@@ -552,6 +552,14 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
             self.separate_step()
         self.step()
 
+    def _start_joint(self, key: Any, scale: Callable[[], float]) -> None:
+        """Switch on joint mode on behalf of ``key`` (a container acting in joint mode), weighted by ``scale()``:
+        a no-op for penalties whose gradient joins at the optimizer step; activity penalties, whose gradient
+        joins during the backward, must know before the forward."""
+
+    def _stop_joint(self, key: Any) -> None:
+        """Undo :meth:`_start_joint` for ``key``."""
+
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         """Add ``scale * Lambda * ∂penalty/∂p`` to the gradient of each regularized parameter in ``held`` (the
         parameters of the optimizer about to step)."""
@@ -827,6 +835,22 @@ class RegularizationList(BaseRegularization):
 
     def _held_parameter_ids(self) -> FrozenSet[int]:
         return frozenset().union(*(member._held_parameter_ids() for member in self.regularizations))
+
+    def _start_joint(self, key: Any, scale: Callable[[], float]) -> None:
+        for member in self.regularizations:
+            member._start_joint(key, lambda: scale() * self._lambda_value)
+
+    def _stop_joint(self, key: Any) -> None:
+        for member in self.regularizations:
+            member._stop_joint(key)
+
+    def _attachments_changed(self) -> None:
+        # Attached in joint mode, the list acts for its members: those whose gradient joins during the backward
+        # must know from the next forward on.
+        if self._attachments and self.mode == "joint":
+            self._start_joint(id(self), lambda: 1.0)
+        else:
+            self._stop_joint(id(self))
 
     def _functional_params(self, params: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:
         routed: Dict[str, Tensor] = {}

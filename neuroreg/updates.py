@@ -66,7 +66,8 @@ class Attachment:
         self._handles = []
         if self.optimizer is not None:
             self.owner._attachments.pop(id(self.optimizer), None)
-        self.optimizer = None
+            self.optimizer = None
+            self.owner._attachments_changed()
 
     def __enter__(self) -> Attachment:
         return self
@@ -105,6 +106,9 @@ class OptimizerHooks:
         """The parameters this callback acts on; an optimizer it attaches to must hold some of them."""
         return frozenset()
 
+    def _attachments_changed(self) -> None:
+        """Called after an attachment is made or removed (a list switches its members' joint mode here)."""
+
     # --- attaching ---------------------------------------------------------------------------------------
     @property
     def attached_optimizers(self) -> List[torch.optim.Optimizer]:
@@ -141,6 +145,7 @@ class OptimizerHooks:
             return existing
         attachment = Attachment(self, optimizer)
         self._attachments[id(optimizer)] = attachment
+        self._attachments_changed()
         return attachment
 
     def detach(self) -> None:

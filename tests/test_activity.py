@@ -422,6 +422,68 @@ def test_in_a_list_beside_a_parameter_penalty_with_last_values_by_name() -> None
     assert set(values) == {"l1", "rates"} and values["rates"] == pytest.approx(float(expected_rates))
 
 
+def test_an_attached_list_acts_for_its_activity_members_in_joint_mode() -> None:
+    """The list, not its members, is attached: it switches its activity member's joint mode on (weighted by
+    the list's Lambda) and off again when its attachment is removed."""
+
+    def run(way: str) -> list:
+        model = RateRNN()
+        regs = nr.RegularizationList([nr.L1(model, Lambda=0.1, include="rec.weight"),
+                                      nr.FiringRateRange(model, Lambda=2.0, include="act", low=0.6)], Lambda=1.5)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        handle = regs.attach(optimizer) if way == "attached" else None
+        for x, y in batches(3):
+            optimizer.zero_grad()
+            pred, rates = model(x)
+            loss = nn.functional.mse_loss(pred, y)
+            if way == "hand":
+                loss = loss + 1.5 * (0.1 * model.rec.weight.abs().sum()
+                                     + 2.0 * (relu(0.6 - rates.mean((0, 1))) ** 2).sum())
+            loss.backward()
+            optimizer.step()
+        if handle is not None:
+            handle.remove()
+            assert regs[1]._joint_scale() == 0   # switched off with the list's attachment
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run("attached"), run("hand")):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_lightning_callback_runs_an_activity_penalty_in_joint_mode(tmp_path) -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    from neuroreg.integrations.lightning import RegularizationCallback
+
+    build, _ = CASES["Range"]
+    data = batches(4)
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = RateRNN()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x)[0], y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.net.parameters(), lr=0.5)
+
+    module = Module()
+    act = build(module.net)
+    loader = torch.utils.data.DataLoader(list(zip(*(torch.cat(t) for t in zip(*data)))), batch_size=8)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                         callbacks=[RegularizationCallback(act)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, loader)
+    reference, _, _ = train("Range", "hand", steps=4)
+    for a, b in zip(module.net.parameters(), reference):
+        torch.testing.assert_close(a.detach(), b, rtol=1e-9, atol=1e-12)
+    assert act.global_step == 4 and act._joint_scale() == 0
+
+
 def test_joint_mode_asked_for_without_attaching_is_a_clear_error_not_a_silent_no_op() -> None:
     model = RateRNN()
     act = nr.ActivityL1(model, include="act", name="spikes")

@@ -74,11 +74,14 @@ class RegularizationCallback(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.regularization.mode == "separate":
             self._attachments = [self.regularization.attach(optimizer) for optimizer in trainer.optimizers]
+        else:   # activity penalties join the task's backward: they must know before the first forward
+            self.regularization._start_joint(id(self), lambda: 1.0)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for attachment in getattr(self, "_attachments", []):
             attachment.remove()
         self._attachments = []
+        self.regularization._stop_joint(id(self))
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         regularization = self.regularization
