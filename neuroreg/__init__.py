@@ -1,6 +1,6 @@
 """neuroreg: PyTorch regularizations for neural-network models of the brain."""
 
-from neuroreg import callbacks, constraints, functional, init, scalarise, schedules
+from neuroreg import callbacks, constraints, functional, init, scalarise, schedules, select
 from neuroreg.activity import ActivityL1, ActivityL2, FiringRateKL, FiringRateRange
 from neuroreg.base import BaseRegularization, RegularizationList
 from neuroreg.connectome import (
@@ -109,4 +109,5 @@ __all__ = [
     "init",
     "scalarise",
     "schedules",
+    "select",
 ]

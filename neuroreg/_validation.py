@@ -32,7 +32,10 @@ __all__ = [
     "check_open_unit",
     "check_output_selector",
     "check_real",
+    "check_reduction",
     "check_reference_tensors",
+    "check_select",
+    "check_update",
     "collect_modules",
     "collect_parameters",
     "parametrized_tensors",
@@ -221,7 +224,12 @@ def parametrized_tensors(module: nn.Module) -> Dict[int, Tuple[str, nn.Module, s
 
 
 def collect_parameters(
-    params: Any, include: Tuple[str, ...] = (), exclude: Tuple[str, ...] = (), effective: bool = True
+    params: Any,
+    include: Tuple[str, ...] = (),
+    exclude: Tuple[str, ...] = (),
+    effective: bool = True,
+    select: Optional[Callable[[str, nn.Parameter, Optional[nn.Module]], bool]] = None,
+    owner: str = "regularization",
 ) -> Tuple[List[str], List[nn.Parameter]]:
     """Turn the ``params`` argument of a regularization into parallel lists of names and Parameters.
 
@@ -231,52 +239,79 @@ def collect_parameters(
     Parameter given twice is kept once. A module's names are those of the unwrapped model (without
     ``module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``); with ``effective``, the Parameter behind a
     parametrized tensor is named as that tensor (``0.weight``, not ``0.parametrizations.weight.original``).
+    ``select`` (see :func:`check_select` and :mod:`neuroreg.select`) keeps the parameters for which
+    ``select(name, param, module)`` is true, ``module`` being the one that owns the parameter (the
+    parametrized module for a parametrized tensor; ``None`` for a dict or an iterable). When patterns or
+    ``select`` leave nothing, a ``UserWarning`` names ``owner`` and them.
     """
+    import warnings
     from fnmatch import fnmatchcase
 
     if isinstance(params, nn.Module):
         views = parametrized_tensors(params) if effective else {}
         named = [
-            (unwrapped_name(views[id(param)][0] if id(param) in views else name), param)
+            (unwrapped_name(views[id(param)][0] if id(param) in views else name), param,
+             views[id(param)][1] if id(param) in views else params.get_submodule(name.rpartition(".")[0]))
             for name, param in params.named_parameters()
         ]
     elif isinstance(params, Mapping):
-        named = list(params.items())
-        for key, _ in named:
+        named = [(key, param, None) for key, param in params.items()]
+        for key, _, _ in named:
             if not isinstance(key, str):
                 raise TypeError(f"params keys must be parameter names (str), got {key!r}")
     elif isinstance(params, Tensor):
-        named = [("0", params)]
+        named = [("0", params, None)]
     elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
         if include or exclude:
             raise ValueError(
                 "include/exclude select parameters by name, so params must be an nn.Module or a dict "
                 f"name -> Parameter, got {type(params).__name__}"
             )
-        named = [(str(index), param) for index, param in enumerate(params)]
+        named = [(str(index), param, None) for index, param in enumerate(params)]
     else:
         raise TypeError(
             "params must be an nn.Module, a dict name -> Parameter or an iterable of Parameters, "
             f"got {params!r} of type {type(params).__name__}"
         )
-    for key, param in named:
+    for key, param, _ in named:
         if not isinstance(param, nn.Parameter):
             kind = "a Tensor that is not an nn.Parameter" if isinstance(param, Tensor) else repr(param)
             raise TypeError(
                 f"params[{key!r}] must be a torch.nn.Parameter (gradients must reach the model), got {kind}"
             )
     if include:
-        named = [(key, p) for key, p in named if any(fnmatchcase(key, pat) for pat in include)]
+        named = [(key, p, m) for key, p, m in named if any(fnmatchcase(key, pat) for pat in include)]
     if exclude:
-        named = [(key, p) for key, p in named if not any(fnmatchcase(key, pat) for pat in exclude)]
+        named = [(key, p, m) for key, p, m in named if not any(fnmatchcase(key, pat) for pat in exclude)]
+    if select is not None:
+        named = [(key, p, m) for key, p, m in named if select(key, p, m)]
+    if not named and (include or exclude or select is not None):
+        warnings.warn(
+            f"{owner} selects no parameter: include={include!r}, exclude={exclude!r}, select={select!r}",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
     seen = set()
     names, kept = [], []
-    for key, param in named:
+    for key, param, _ in named:
         if id(param) not in seen:
             seen.add(id(param))
             names.append(key)
             kept.append(param)
     return names, kept
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called here that names the first frame outside neuroreg (the
+    user's line, however deep the constructors' chain of ``super().__init__`` calls)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_grads(grads: Sequence[Tensor], tensors: Sequence[Tensor]) -> None:
@@ -717,3 +752,62 @@ def check_size(name: str, value: Tensor, dim: int, size: int, what: str) -> Tens
     if value.ndim < (dim + 1 if dim >= 0 else -dim) or value.shape[dim] != size:
         raise ValueError(f"{name} must have {what} (size {size} in dimension {dim}), got shape {tuple(value.shape)}")
     return value
+
+UPDATES = ("gradient", "proximal", "decoupled")
+REDUCTIONS = ("sum", "mean")
+
+
+def check_select(value: Any) -> Optional[Callable[[str, nn.Parameter, Optional[nn.Module]], bool]]:
+    """Return ``value`` after checking it is ``None`` or a predicate ``(name, param, module) -> bool``.
+
+    Example:
+        >>> check_select("weight")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: select must be None or a predicate (name, param, module) -> bool (...), got 'weight' of type str
+    """
+    if value is None or callable(value):
+        return value
+    raise TypeError(
+        "select must be None or a predicate (name, param, module) -> bool (see neuroreg.select), got "
+        f"{value!r} of type {type(value).__name__}"
+    )
+
+
+def check_reduction(value: Any) -> str:
+    """Return ``value`` after checking it is ``"sum"`` or ``"mean"``.
+
+    Example:
+        >>> check_reduction("avg")
+        Traceback (most recent call last):
+        ...
+        ValueError: reduction must be one of ['sum', 'mean'], got 'avg'
+    """
+    return check_choice("reduction", value, REDUCTIONS)
+
+
+def check_update(owner: str, update: Any, available: Sequence[str], optimizer: Any = None) -> str:
+    """Return ``update`` after checking it is one of :data:`UPDATES` that the penalty described by ``owner``
+    supports (``available``), and that a non-gradient update comes without a separate-step ``optimizer``.
+
+    Example:
+        >>> check_update("Lp(p=1.5)", "proximal", ("gradient",))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Lp(p=1.5): update='proximal' needs a penalty with a proximal operator (...); this one supports ...
+    """
+    check_choice("update", update, UPDATES)
+    if update not in available:
+        needs = {
+            "proximal": "a penalty with a proximal operator (L1, squared L2, WeightsDistance with p=1 or squared p=2, "
+            "DaleSignPenalty with p=1)",
+            "decoupled": "a squared L2 penalty (L2(squared=True), WeightsDistance(p=2, squared=True))",
+        }[update]
+        raise ValueError(f"{owner}: update={update!r} needs {needs}; this one supports update in {list(available)!r}")
+    if update != "gradient" and optimizer is not None:
+        raise ValueError(
+            f"{owner}: update={update!r} acts inside the task optimizer's step, so it takes no optimizer of its own "
+            f"(got {type(optimizer).__name__}); leave optimizer=None"
+        )
+    return update
+

@@ -16,6 +16,7 @@ from neuroreg._validation import (
     check_choice,
     check_names,
     check_real,
+    check_select,
     collect_parameters,
     parametrized_tensors,
 )
@@ -99,6 +100,10 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         exclude: Glob pattern(s) on parameter names: drop matching parameters (module or dict only).
             Names are those of the unwrapped model: the ``module.`` (DistributedDataParallel),
             ``_orig_mod.`` (``torch.compile``) and ``_fsdp_wrapped_module.`` prefixes are left out.
+        select: A predicate ``(name, param, module) -> bool`` applied with ``include``/``exclude``: keep the
+            parameters it is true for (``module`` owns the parameter; ``None`` for a dict or an iterable).
+            Presets in :mod:`neuroreg.select`: ``weights``, ``no_decay``, ``module_types(...)``,
+            ``recurrent``. Selecting nothing warns once.
         effective: For a module with ``torch.nn.utils.parametrize`` parametrizations (such as
             :func:`neuroreg.constraints.dale_`, ``spectral_norm`` or ``weight_norm``), regularize the tensor
             the model uses (``layer.weight``, named ``weight``), recomputed at each call, rather than the raw
@@ -131,6 +136,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         name: Optional[str] = None,
         include: Union[str, Sequence[str], None] = None,
         exclude: Union[str, Sequence[str], None] = None,
+        select: Optional[Callable[[str, nn.Parameter, Optional[nn.Module]], bool]] = None,
         effective: bool = True,
         priority: Optional[int] = None,
         save_state: bool = True,
@@ -143,7 +149,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         effective = check_bool("effective", effective)
         names, parameters = collect_parameters(
             [] if params is None else params, check_names("include", include), check_names("exclude", exclude),
-            effective,
+            effective, check_select(select), name or type(self).__name__,
         )
         nn.Module.__init__(self)
         BaseCallback.__init__(self, priority=priority, name=name, save_state=save_state, load_state=load_state)

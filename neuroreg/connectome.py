@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from neuroreg._validation import (
     CONVENTIONS,
     DALE_DRAWS,
+    check_bool,
     check_callable,
     check_dale_arguments,
     check_dale_options,
@@ -26,7 +27,9 @@ from neuroreg._validation import (
     check_matrix,
     check_open_unit,
     check_real,
+    check_reduction,
     check_reference_tensors,
+    check_update,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.connectome import (
@@ -40,7 +43,14 @@ from neuroreg.functional.connectome import (
     weights_distance,
     weights_distance_add_grad_,
 )
+from neuroreg.functional.prox import (
+    dale_sign_prox_,
+    weights_distance_l1_prox_,
+    weights_distance_squared_l2_decay_,
+    weights_distance_squared_l2_prox_,
+)
 from neuroreg.init import check_dale_draw, dale_
+from neuroreg.updates import PenaltyUpdates, Reduction, Update, norm_updates
 
 __all__ = [
     "DaleLaw",
@@ -176,7 +186,7 @@ class _SignReference(BaseRegularization):
         return _decode_dale_kwargs(self.dale_config)
 
 
-class DaleLawL2(_SignReference):
+class DaleLawL2(PenaltyUpdates, _SignReference):
     r"""Dale's law and L2 energy on connectomes, NeuroTorch's formula computed in :math:`O(nm)`.
 
     .. math::
@@ -203,6 +213,7 @@ class DaleLawL2(_SignReference):
             them, references are drawn by :func:`neuroreg.init.dale_` with ``dale_kwargs``.
         Lambda: Weight of the penalty.
         optimizer: As in :class:`~neuroreg.BaseRegularization`.
+        reduction: ``"sum"`` (default) or ``"mean"``: each weight's penalty divided by its number of entries.
         **kwargs: ``dale_kwargs`` — ``inh_ratio``, ``rho``, ``inh_first``, ``seed`` (the k-th parameter's
             reference uses ``seed + k``), ``convention`` (``"i->j"``, or ``"j->i"`` for ``W @ h`` weights)
             and ``draw`` (``"neurotorch"``: NeuroTorch's references, every parameter's drawn with ``seed``),
@@ -233,23 +244,34 @@ class DaleLawL2(_SignReference):
         reference_weights: Optional[Sequence[Tensor]] = None,
         Lambda: float = 1.0,
         optimizer: Optional[torch.optim.Optimizer] = None,
+        *,
+        reduction: Reduction = "sum",
         **kwargs: Any,
     ) -> None:
         alpha = check_real("alpha", alpha, low=0, high=1)
+        reduction = check_reduction(reduction)
         super().__init__(params, reference_weights, Lambda, optimizer, kwargs)
         self.alpha = alpha
+        self._init_penalty_updates("gradient", reduction)
 
     def forward(self) -> Tensor:
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return dale_law_l2(params, self._regularized_buffers("reference_signs"), self.alpha)
+        return self._reduced(self._dale_value, params, self._regularized_buffers("reference_signs"))
+
+    def _dale_value(self, params: List[Tensor], signs: List[Tensor]) -> Tensor:
+        return dale_law_l2(params, signs, self.alpha)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        dale_law_l2_add_grad_(grads, params, self._regularized_buffers("reference_signs"), self.alpha, scale=alpha)
+        self._reduced_add_grad_(self._add_dale_grad_, grads, params, self._regularized_buffers("reference_signs"),
+                                alpha=alpha)
+
+    def _add_dale_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
+        dale_law_l2_add_grad_(grads, params, signs, self.alpha, scale=alpha)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}"
+        return f"{super().extra_repr()}, alpha={self.alpha:g}{self._modes_repr()}"
 
 
 class DaleLaw(DaleLawL2):
@@ -279,7 +301,7 @@ class DaleLaw(DaleLawL2):
         super().__init__(params, 0.0, reference_weights, Lambda, optimizer, **kwargs)
 
 
-class DaleSignPenalty(_SignReference):
+class DaleSignPenalty(PenaltyUpdates, _SignReference):
     r"""A bounded Dale's-law penalty: zero exactly when every weight has its reference sign (or is zero).
 
     .. math::
@@ -297,6 +319,11 @@ class DaleSignPenalty(_SignReference):
         Lambda: Weight of the penalty.
         p: Exponent, a real >= 1: 2 (default) is smooth; 1 penalizes the wrong-signed magnitudes linearly
             (subgradient 0 at a zero weight).
+        update: ``"gradient"`` (default) or, with ``p = 1``, ``"proximal"``: after each optimizer step, each
+            wrong-signed weight moves toward zero by :math:`\eta\Lambda c_k` and lands exactly on 0 when
+            closer (:func:`~neuroreg.functional.prox.dale_sign_prox_`; see
+            :class:`~neuroreg.updates.PenaltyUpdates`).
+        reduction: ``"sum"`` (default) or ``"mean"``, as in :class:`DaleLawL2`.
         **kwargs: ``optimizer``, the ``dale_kwargs`` and the base keywords, as in :class:`DaleLawL2`.
 
     Example:
@@ -316,23 +343,40 @@ class DaleSignPenalty(_SignReference):
         Lambda: float = 1.0,
         p: float = 2,
         optimizer: Optional[torch.optim.Optimizer] = None,
+        *,
+        update: Update = "gradient",
+        reduction: Reduction = "sum",
         **kwargs: Any,
     ) -> None:
         p = check_real("p", p, low=1)
+        modes = ("gradient", "proximal") if p == 1 else ("gradient",)
+        update = check_update(f"DaleSignPenalty(p={p:g})", update, modes, optimizer)
+        reduction = check_reduction(reduction)
         super().__init__(params, reference_weights, Lambda, optimizer, kwargs)
         self.p = p
+        self._init_penalty_updates(update, reduction)
 
     def forward(self) -> Tensor:
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return dale_sign_penalty(params, self._regularized_buffers("reference_signs"), self.p)
+        return self._reduced(self._sign_value, params, self._regularized_buffers("reference_signs"))
+
+    def _sign_value(self, params: List[Tensor], signs: List[Tensor]) -> Tensor:
+        return dale_sign_penalty(params, signs, self.p)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        dale_sign_penalty_add_grad_(grads, params, self._regularized_buffers("reference_signs"), self.p, alpha=alpha)
+        self._reduced_add_grad_(self._add_sign_grad_, grads, params, self._regularized_buffers("reference_signs"),
+                                alpha=alpha)
+
+    def _add_sign_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
+        dale_sign_penalty_add_grad_(grads, params, signs, self.p, alpha=alpha)
+
+    def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
+        dale_sign_prox_(params, self._buffers_of("reference_signs", params), steps)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p:g}"
+        return f"{super().extra_repr()}, p={self.p:g}{self._modes_repr()}"
 
 
 class ExcRatioTargetRegularization(BaseRegularization):
@@ -462,10 +506,13 @@ class InhRatioTargetRegularization(ExcRatioTargetRegularization):
         return f"{BaseRegularization.extra_repr(self)}, inh_target_ratio={self.inh_target_ratio:g}"
 
 
-class WeightsDistance(BaseRegularization):
-    r"""Sum of the entrywise p-norms of the differences between the parameters and reference weights.
+class WeightsDistance(PenaltyUpdates, BaseRegularization):
+    r"""Sum of the entrywise p-norms (optionally squared) of the differences between the parameters and
+    reference weights.
 
-    .. math:: \mathcal{L} = \Lambda \sum_k \lVert W_k - W_{k,\text{ref}} \rVert_p
+    .. math::
+        \mathcal{L} = \Lambda \sum_k c_k \lVert W_k - W_{k,\text{ref}} \rVert_p^{s}, \qquad
+        s = 2 \text{ if squared else } 1, \qquad c_k = 1 \text{ (sum) or } 1/|W_k| \text{ (mean)}
 
     The norm is entrywise whatever the rank (NeuroTorch takes a matrix norm of 2-D weights: for ``p = 1``
     the largest column sum). The references are copied into buffers (:attr:`reference_weights`: in
@@ -477,6 +524,13 @@ class WeightsDistance(BaseRegularization):
         Lambda: Weight of the penalty.
         p: Order of the norm, a real > 0 or ``math.inf`` (for ``p = 1`` the subgradient is 0 where a weight
             equals its reference).
+        squared: Square each norm (``p=2, squared=True``: the sum of squared differences, decay toward the
+            references).
+        update: ``"gradient"`` (default); ``"proximal"`` for ``p = 1`` (soft-thresholding toward the
+            references: weights within :math:`\eta\Lambda c_k` land exactly on them) or ``p = 2, squared``
+            (shrinkage toward them); ``"decoupled"`` for ``p = 2, squared`` (AdamW-style decay toward them). See
+            :class:`~neuroreg.updates.PenaltyUpdates`.
+        reduction: ``"sum"`` (default) or ``"mean"``: each tensor's norm divided by its number of entries.
         **kwargs: ``optimizer`` and the base keywords (see :class:`~neuroreg.BaseRegularization`).
 
     Example:
@@ -492,9 +546,22 @@ class WeightsDistance(BaseRegularization):
     closed_form_grad = True
 
     def __init__(
-        self, params: ParamsLike, reference_weights: Sequence[Tensor], Lambda: float = 1.0, p: float = 1, **kwargs: Any
+        self,
+        params: ParamsLike,
+        reference_weights: Sequence[Tensor],
+        Lambda: float = 1.0,
+        p: float = 1,
+        *,
+        squared: bool = False,
+        update: Update = "gradient",
+        reduction: Reduction = "sum",
+        **kwargs: Any,
     ) -> None:
         p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+        squared = check_bool("squared", squared)
+        update = check_update(f"WeightsDistance(p={p:g}, squared={squared})", update, norm_updates(p, squared),
+                              kwargs.get("optimizer"))
+        reduction = check_reduction(reduction)
         super().__init__(params, Lambda, **kwargs)
         references = check_reference_tensors("reference_weights", reference_weights, self.params)
         self._register_buffer_list(
@@ -502,6 +569,8 @@ class WeightsDistance(BaseRegularization):
             [r.to(device=param.device, dtype=param.dtype, copy=True) for r, param in zip(references, self.params)],
         )
         self.p = p
+        self.squared = squared
+        self._init_penalty_updates(update, reduction)
 
     @property
     def reference_weights(self) -> List[Tensor]:
@@ -512,11 +581,25 @@ class WeightsDistance(BaseRegularization):
         params = self.regularized_parameters()
         if not params:
             return self._zero()
-        return weights_distance(params, self._regularized_buffers("reference_weights"), self.p)
+        return self._reduced(self._distance_value, params, self._regularized_buffers("reference_weights"))
+
+    def _distance_value(self, params: List[Tensor], references: List[Tensor]) -> Tensor:
+        return weights_distance(params, references, self.p, squared=self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        references = self._regularized_buffers("reference_weights")
-        weights_distance_add_grad_(grads, params, references, self.p, alpha=alpha)
+        self._reduced_add_grad_(self._add_distance_grad_, grads, params, self._regularized_buffers("reference_weights"),
+                                alpha=alpha)
+
+    def _add_distance_grad_(self, grads: List[Tensor], params: List[Tensor], references: List[Tensor],
+                            alpha: float) -> None:
+        weights_distance_add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
+
+    def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
+        prox = weights_distance_l1_prox_ if self.p == 1 else weights_distance_squared_l2_prox_
+        prox(params, self._buffers_of("reference_weights", params), steps)
+
+    def _decay_(self, params: List[Tensor], steps: List[float]) -> None:
+        weights_distance_squared_l2_decay_(params, self._buffers_of("reference_weights", params), steps)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p:g}"
+        return f"{super().extra_repr()}, p={self.p:g}, squared={self.squared}{self._modes_repr()}"

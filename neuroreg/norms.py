@@ -7,18 +7,21 @@ from typing import Any, List, Union
 import torch
 from torch import Tensor, nn
 
-from neuroreg._validation import check_bool, check_real
+from neuroreg._validation import check_bool, check_real, check_reduction, check_update
 from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_
+from neuroreg.functional.prox import l1_prox_, squared_l2_decay_, squared_l2_prox_
+from neuroreg.updates import PenaltyUpdates, Reduction, Update, norm_updates
 
 __all__ = ["L1", "L2", "Lp"]
 
 
-class Lp(BaseRegularization):
+class Lp(PenaltyUpdates, BaseRegularization):
     r"""Sum over parameters of their entrywise p-norm.
 
     .. math::
-        \mathcal{L} = \Lambda \sum_k \lVert W_k \rVert_p^{s}, \qquad s = 2 \text{ if squared else } 1
+        \mathcal{L} = \Lambda \sum_k c_k \lVert W_k \rVert_p^{s}, \qquad s = 2 \text{ if squared else } 1,
+        \qquad c_k = 1 \text{ (sum) or } 1/|W_k| \text{ (mean)}
 
     Unlike NeuroTorch's ``Lp`` (``torch.linalg.norm(W, p)``, a *matrix* norm on 2-D weights — largest
     column sum for ``p=1``, largest singular value for ``p=2`` — and an error on 3-D conv weights), the norm
@@ -31,6 +34,13 @@ class Lp(BaseRegularization):
         p: Order of the norm: a real > 0 or ``math.inf``.
         squared: Square each norm (``L2(..., squared=True)`` is the sum of squares: weight decay of
             ``2 * Lambda`` under SGD).
+        update: How the penalty acts when attached to an optimizer (see
+            :class:`~neuroreg.updates.PenaltyUpdates`): ``"gradient"`` (default), ``"proximal"`` (``p=1``:
+            soft-thresholding, exact zeros; ``p=2, squared``: shrinkage :math:`W/(1 + 2\eta\Lambda c_k)`)
+            or ``"decoupled"`` (``p=2, squared``: AdamW-style decay). Others are a ``ValueError``.
+        reduction: ``"sum"`` (default) or ``"mean"``: each tensor's norm (squared, if so) divided by its
+            number of entries, so ``L1(..., reduction="mean")`` is the mean absolute weight per tensor and
+            ``L2(..., squared=True, reduction="mean")`` the mean square.
         **kwargs: ``optimizer``, ``name``, ``include``, ``exclude``, ``priority``, ``save_state``,
             ``load_state`` (see :class:`~neuroreg.BaseRegularization`).
 
@@ -44,13 +54,25 @@ class Lp(BaseRegularization):
     closed_form_grad = True
 
     def __init__(
-        self, params: ParamsLike, Lambda: float = 1.0, p: float = 1, *, squared: bool = False, **kwargs: Any
+        self,
+        params: ParamsLike,
+        Lambda: float = 1.0,
+        p: float = 1,
+        *,
+        squared: bool = False,
+        update: Update = "gradient",
+        reduction: Reduction = "sum",
+        **kwargs: Any,
     ) -> None:
         p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
         squared = check_bool("squared", squared)
+        update = check_update(f"{type(self).__name__}(p={p:g}, squared={squared})", update,
+                              norm_updates(p, squared), kwargs.get("optimizer"))
+        reduction = check_reduction(reduction)
         super().__init__(params, Lambda, **kwargs)
         self.p = p
         self.squared = squared
+        self._init_penalty_updates(update, reduction)
 
     def regularized_parameters(self) -> List[nn.Parameter]:
         return [param for param in super().regularized_parameters() if param.ndim > 0]
@@ -59,20 +81,32 @@ class Lp(BaseRegularization):
         params = self.regularized_parameters()
         if not params:
             return self._zero()
+        return self._reduced(self._norm, params)
+
+    def _norm(self, params: List[Tensor]) -> Tensor:
         return lp_norm(params, self.p, squared=self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
+        self._reduced_add_grad_(self._add_norm_grad_, grads, params, alpha=alpha)
+
+    def _add_norm_grad_(self, grads: List[Tensor], params: List[Tensor], alpha: float) -> None:
         lp_norm_add_grad_(grads, params, self.p, squared=self.squared, alpha=alpha)
 
+    def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
+        (l1_prox_ if self.p == 1 else squared_l2_prox_)(params, steps)
+
+    def _decay_(self, params: List[Tensor], steps: List[float]) -> None:
+        squared_l2_decay_(params, steps)
+
     def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
-        if self.p == 2 and self.squared:
+        if self.p == 2 and self.squared and self.reduction == "sum":
             # 2·alpha·W in one pass (the generic path would zero, add and scale: three).
             with torch.no_grad():
                 return list(torch._foreach_mul(params, alpha * 2))
         return super()._closed_form_grads(params, alpha)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p:g}, squared={self.squared}"
+        return f"{super().extra_repr()}, p={self.p:g}, squared={self.squared}{self._modes_repr()}"
 
 
 class L1(Lp):

@@ -180,6 +180,64 @@ REGISTRY: List[RegularizationInfo] = [
         ),
         lambda reg, args: F.weights_distance(held(reg), reg.reference_weights, p=2),
     ),
+    # --- update modes and reductions (the value is the same whatever the update) ------------------------------
+    RegularizationInfo(
+        "L1-proximal",
+        lambda dtype, seed: (nr.L1(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.3, update="proximal"), ()),
+        lambda reg, args: F.lp_norm(held(reg), p=1),
+    ),
+    RegularizationInfo(
+        "L2-squared-decoupled",
+        lambda dtype, seed: (
+            nr.L2(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=0.7, squared=True, update="decoupled"), ()
+        ),
+        lambda reg, args: F.lp_norm(held(reg), p=2, squared=True),
+    ),
+    RegularizationInfo(
+        "L1-mean",
+        lambda dtype, seed: (nr.L1(make_params(*SHAPES, (4, 3), dtype=dtype, seed=seed), reduction="mean"), ()),
+        lambda reg, args: sum(F.lp_norm([t], p=1) / t.numel() for t in held(reg)),
+    ),
+    RegularizationInfo(
+        "L2-squared-proximal-mean",
+        lambda dtype, seed: (
+            nr.L2(make_params(*SHAPES, dtype=dtype, seed=seed), Lambda=2.0, squared=True, update="proximal",
+                  reduction="mean"),
+            (),
+        ),
+        lambda reg, args: sum(F.lp_norm([t], p=2, squared=True) / t.numel() for t in held(reg)),
+    ),
+    RegularizationInfo(
+        "WeightsDistance-p2-squared-decoupled-mean",
+        lambda dtype, seed: (
+            nr.WeightsDistance(make_params(*SHAPES, dtype=dtype, seed=seed), p=2, squared=True, update="decoupled",
+                               reduction="mean",
+                               reference_weights=[p.detach() for p in make_params(*SHAPES, seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: sum(F.weights_distance([t], [r], p=2, squared=True) / t.numel()
+                              for t, r in zip(held(reg), reg.reference_weights)),
+    ),
+    RegularizationInfo(
+        "DaleSignPenalty-p1-proximal-mean",
+        lambda dtype, seed: (
+            nr.DaleSignPenalty(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), p=1, seed=seed, update="proximal",
+                               reduction="mean"),
+            (),
+        ),
+        lambda reg, args: sum(F.dale_sign_penalty([t], [s], p=1) / t.numel()
+                              for t, s in zip(held(reg), reg.reference_signs)),
+    ),
+    RegularizationInfo(
+        "DaleLawL2-mean",
+        lambda dtype, seed: (
+            nr.DaleLawL2(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), alpha=0.6, seed=seed, reduction="mean"),
+            (),
+        ),
+        lambda reg, args: sum(F.dale_law_l2([t], [s], alpha=0.6) / t.numel()
+                              for t, s in zip(held(reg), reg.reference_signs)),
+        nonnegative=False,
+    ),
     # --- losses --------------------------------------------------------------------------------------------
     # Call-time inputs are Parameters too, so that the penalty has a gradient to check.
     RegularizationInfo(

@@ -128,3 +128,67 @@ def test_a_single_tensor_is_one_tensor_not_its_rows(p: float) -> None:
     (grad,) = lp_norm_grad(W, p)
     torch.testing.assert_close(grad, autograd_grads([W], p, False)[0])
     assert float(nr.Lp(torch.nn.Parameter(W), p=p)().detach()) == pytest.approx(expected, rel=1e-12)
+
+
+# --- reduction="mean" (issue 14) -------------------------------------------------------------------------------
+def mean_forms():
+    """(regularization builder, the mean form written with torch ops for autograd) per penalty."""
+    refs = [p.detach() for p in make_params((4, 3), (5,), (2, 3, 2), seed=11)]
+    signs = [torch.sign(torch.randn(4, 3, generator=torch.Generator().manual_seed(k), dtype=torch.float64))
+             for k in range(2)]
+    return {
+        "L1": (lambda ps: nr.L1(ps, reduction="mean"), lambda ps: sum(p.abs().mean() for p in ps)),
+        "L2": (lambda ps: nr.L2(ps, reduction="mean"), lambda ps: sum(p.square().sum().sqrt() / p.numel() for p in ps)),
+        "L2-squared": (lambda ps: nr.L2(ps, squared=True, reduction="mean"),
+                       lambda ps: sum(p.square().mean() for p in ps)),
+        "Lp-3": (lambda ps: nr.Lp(ps, p=3, reduction="mean"),
+                 lambda ps: sum(p.abs().pow(3).sum().pow(1 / 3) / p.numel() for p in ps)),
+        "WeightsDistance-p1": (lambda ps: nr.WeightsDistance(ps, reference_weights=refs, reduction="mean"),
+                               lambda ps: sum((p - r).abs().mean() for p, r in zip(ps, refs))),
+        "WeightsDistance-p2-squared": (
+            lambda ps: nr.WeightsDistance(ps, reference_weights=refs, p=2, squared=True, reduction="mean"),
+            lambda ps: sum((p - r).square().mean() for p, r in zip(ps, refs))),
+    }, {
+        "DaleLawL2": (lambda ps: nr.DaleLawL2(ps, alpha=0.3, reference_weights=signs, reduction="mean"),
+                      lambda ps: sum((p * (0.3 * p - 0.7 * s)).mean() for p, s in zip(ps, signs))),
+        "DaleLaw": (lambda ps: nr.DaleLaw(ps, reference_weights=signs, reduction="mean"),
+                    lambda ps: sum((-p * s).mean() for p, s in zip(ps, signs))),
+        "DaleSignPenalty-p1": (lambda ps: nr.DaleSignPenalty(ps, reference_weights=signs, p=1, reduction="mean"),
+                               lambda ps: sum(torch.relu(-p * s).mean() for p, s in zip(ps, signs))),
+        "DaleSignPenalty-p2": (lambda ps: nr.DaleSignPenalty(ps, reference_weights=signs, reduction="mean"),
+                               lambda ps: sum(torch.relu(-p * s).square().mean() for p, s in zip(ps, signs))),
+    }
+
+
+ENTRYWISE, CONNECTOME = mean_forms()
+
+
+@pytest.mark.parametrize("case", [*ENTRYWISE, *CONNECTOME])
+def test_mean_reduction_value_and_closed_form_gradient_against_autograd_of_the_mean_form(case: str) -> None:
+    build, mean_form = {**ENTRYWISE, **CONNECTOME}[case]
+    # Two tensors share a size, so a size group holds several tensors (one functional call for both).
+    shapes = ((4, 3), (4, 3)) if case in CONNECTOME else ((4, 3), (5,), (2, 3, 2))
+    params = make_params(*shapes, seed=3)
+    reg = build(params)
+    reg.Lambda = 1.7
+    leaves = [p.detach().clone().requires_grad_(True) for p in params]
+    expected_value = 1.7 * mean_form(leaves)
+    expected_grads = torch.autograd.grad(expected_value, leaves)
+    torch.testing.assert_close(reg(), expected_value.detach())
+    reg().backward()                                   # the closed-form backward of a direct call
+    for p, e in zip(params, expected_grads):
+        torch.testing.assert_close(p.grad, e)
+    for p in params:
+        p.grad = None
+    reg.accumulate_grad()                              # joint mode's multi-tensor path
+    for p, e in zip(params, expected_grads):
+        torch.testing.assert_close(p.grad, e)
+    assert "reduction='mean'" in repr(reg)
+
+
+def test_mean_is_the_sum_divided_by_each_tensors_size() -> None:
+    params = make_params((10, 10), (3,), seed=4)
+    total = nr.L1(params, reduction="sum")()
+    mean = nr.L1(params, reduction="mean")()
+    assert not torch.isclose(mean, total / 103)        # per tensor, not over all entries at once
+    torch.testing.assert_close(mean, params[0].abs().sum() / 100 + params[1].abs().sum() / 3)

@@ -53,6 +53,15 @@ from neuroreg.functional.graph import (
 )
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_, lp_norm_grad
 from neuroreg.functional.moments import multivariate_kurtosis, qcfc, second_moment, second_moment_centred
+from neuroreg.functional.prox import (
+    dale_sign_prox_,
+    l1_prox_,
+    squared_l2_decay_,
+    squared_l2_prox_,
+    weights_distance_l1_prox_,
+    weights_distance_squared_l2_decay_,
+    weights_distance_squared_l2_prox_,
+)
 from neuroreg.functional.smoothness import smoothness
 from neuroreg.functional.spatial import (
     compactness,
@@ -82,6 +91,7 @@ __all__ = [
     "dale_law_l2_add_grad_",
     "dale_sign_penalty",
     "dale_sign_penalty_add_grad_",
+    "dale_sign_prox_",
     "det_gram",
     "difference",
     "dispersion",
@@ -108,6 +118,7 @@ __all__ = [
     "js_divergence_logit",
     "kl_divergence",
     "kl_divergence_logit",
+    "l1_prox_",
     "linear_distance",
     "linear_kernel",
     "log_det_gram",
@@ -127,9 +138,14 @@ __all__ = [
     "second_moment_centred",
     "smoothness",
     "spherical_geodesic",
+    "squared_l2_decay_",
+    "squared_l2_prox_",
     "sym2vec",
     "unilateral_loss",
     "weights_distance",
     "weights_distance_add_grad_",
+    "weights_distance_l1_prox_",
+    "weights_distance_squared_l2_decay_",
+    "weights_distance_squared_l2_prox_",
     "zero",
 ]

@@ -307,11 +307,11 @@ def exc_ratio_penalty_add_grad_(grads: List[Tensor], tensors: Tensors, target: f
 
 
 # --- distance to reference weights ------------------------------------------------------------------------------
-def weights_distance(tensors: Tensors, references: Tensors, p: float = 1) -> Tensor:
-    r"""Sum over tensors of the entrywise p-norm of their difference to reference weights.
+def weights_distance(tensors: Tensors, references: Tensors, p: float = 1, *, squared: bool = False) -> Tensor:
+    r"""Sum over tensors of the entrywise p-norm (optionally squared) of their difference to reference weights.
 
     .. math::
-        \mathcal{L} = \sum_k \lVert W_k - W_{k,\text{ref}} \rVert_p
+        \mathcal{L} = \sum_k \lVert W_k - W_{k,\text{ref}} \rVert_p^{s}, \qquad s = 2 \text{ if squared else } 1
 
     The norm is entrywise (:func:`~neuroreg.functional.lp_norm` of the differences) whatever the rank;
     NeuroTorch's ``WeightsDistance`` takes a matrix norm of 2-D weights.
@@ -320,6 +320,7 @@ def weights_distance(tensors: Tensors, references: Tensors, p: float = 1) -> Ten
         tensors: Floating-point tensors of any shapes.
         references: One reference per tensor, same shape.
         p: Order of the norm, a real > 0 or ``math.inf``.
+        squared: Square each norm (``p=2, squared=True``: the sum of squared differences).
 
     Returns:
         A 0-d tensor >= 0.
@@ -327,15 +328,18 @@ def weights_distance(tensors: Tensors, references: Tensors, p: float = 1) -> Ten
     Example:
         >>> weights_distance([torch.tensor([[1.0, 2.0]])], [torch.tensor([[0.0, 4.0]])], p=1)
         tensor(3.)
+        >>> weights_distance([torch.tensor([[1.0, 2.0]])], [torch.tensor([[0.0, 4.0]])], p=2, squared=True)
+        tensor(5.)
     """
     tensors, references = _with_references("references", tensors, references)
     if not tensors:
         return torch.zeros(())
-    return lp_norm(torch._foreach_sub(tensors, references), p)
+    return lp_norm(torch._foreach_sub(tensors, references), p, squared=squared)
 
 
 def weights_distance_add_grad_(
-    grads: List[Tensor], tensors: Tensors, references: Tensors, p: float = 1, alpha: float = 1.0
+    grads: List[Tensor], tensors: Tensors, references: Tensors, p: float = 1, alpha: float = 1.0, *,
+    squared: bool = False,
 ) -> None:
     r"""Add ``alpha`` times the gradient of :func:`weights_distance` to ``grads``, in place, without autograd:
     :func:`~neuroreg.functional.lp_norm_add_grad_` at :math:`W_k - W_{k,\text{ref}}` (with its subgradient
@@ -351,4 +355,4 @@ def weights_distance_add_grad_(
     if not tensors:
         return
     with torch.no_grad():
-        lp_norm_add_grad_(grads, torch._foreach_sub(tensors, references), p, alpha=alpha)
+        lp_norm_add_grad_(grads, torch._foreach_sub(tensors, references), p, squared=squared, alpha=alpha)
