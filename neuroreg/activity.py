@@ -229,8 +229,9 @@ class _ActivityRegularization(BaseRegularization):
 
     def _require_joint(self) -> None:
         # Joint mode is asked for after the backward: too late for this penalty, whose gradient joins the task's
-        # during it. Never a silent no-op.
-        if not self._joint_scale():
+        # during it. Never a silent no-op: neither when it was never switched on, nor when it was switched on
+        # after this step's forward had recorded outside it (attached between the forward and the step).
+        if not self._joint_scale() or self._records:
             raise RuntimeError(
                 f"{self.name} adds its gradient during the backward, so it must be in joint mode before the forward: "
                 f"attach it to the optimizer itself ({self.name}.attach(optimizer), or pass it to the trainer as a "

@@ -491,6 +491,7 @@ def test_joint_mode_asked_for_without_attaching_is_a_clear_error_not_a_silent_no
     nn.functional.mse_loss(model(x)[0], y).backward()
     with pytest.raises(RuntimeError, match="spikes adds its gradient during the backward"):
         act.accumulate_grad()
+    # A list attached between this step's forward and its step: the record was made outside joint mode.
     regs = nr.RegularizationList([act])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     regs.attach(optimizer)
