@@ -216,7 +216,11 @@ def test_modularity_loss_on_held_affiliations_of_a_bound_graph() -> None:
     ("call", "error", "match"),
     [
         (lambda: modularity(torch.ones(4, 2), torch.ones(4, 5)), ValueError, "A must be square"),
-        (lambda: modularity(torch.ones(3, 2), torch.ones(4, 4)), ValueError, "the coaffiliation|one row and column"),
+        (lambda: modularity(torch.ones(3, 2), torch.ones(4, 4)), ValueError, "Q must have one row per vertex of A"),
+        (lambda: modularity(torch.ones(3, 2), torch.ones(3, 3), torch.eye(4)), ValueError,
+         "D must have one row and column per vertex of A"),
+        (lambda: modularity(torch.ones(4, 2), torch.ones(4, 4), theta=torch.ones(3, 3)), ValueError,
+         "theta must have one row and column per community"),
         (lambda: connectopy(torch.ones(3, 2), torch.ones(4, 4)), ValueError, "one row and column per vertex"),
         (lambda: connectopy(torch.ones(4, 2), torch.ones(4, 4), torch.ones(4, 3)), ValueError, "D must be square"),
         (lambda: modularity_matrix(torch.ones(4, 4), sign="+-"), ValueError, "sign must be one of"),
