@@ -69,7 +69,15 @@ def test_entropy_over_axes_equals_numpy(axis, keepdims) -> None:
     np.testing.assert_allclose(entropy(P, reduce=False).numpy(), -p * np.log(p), rtol=1e-12)
 
 
-@pytest.mark.parametrize("temperature", [0.25, 1.0, 3.0])
+def test_default_axis_is_the_last_of_any_rank() -> None:
+    logits = torch.randn(2, 3, 4, dtype=torch.float64)
+    p = logits.softmax(-1).numpy()
+    expected = entropy_ref(p, axis=-1)[..., None]
+    np.testing.assert_allclose(entropy(logits.softmax(-1)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(entropy_logit(logits).numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.25, 1.0, 2.0, 3.0])
 def test_temperature_divides_the_logits(temperature) -> None:
     logits = torch.randn(4, 6, dtype=torch.float64)
     p = torch.softmax(logits / temperature, -1).numpy()
