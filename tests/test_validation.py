@@ -199,6 +199,8 @@ def test_check_axes_spec_checks_kind_and_repeats_not_range() -> None:
 def test_check_floating_tensor_and_matrix() -> None:
     x = torch.ones(2, 3, dtype=torch.float16)
     assert check_floating_tensor("X", x) is x and check_floating_tensor("X", x, min_ndim=2) is x
+    scalar = torch.tensor(1.0, dtype=torch.float64)
+    assert check_floating_tensor("X", scalar) is scalar  # any number of dimensions by default, 0 included
     assert check_matrix("W", x) is x
     for call, error, message in [
         (lambda: check_floating_tensor("X", [1.0]), TypeError, "X must be a tensor, got [1.0] of type list"),
