@@ -211,6 +211,18 @@ def test_modularity_loss_on_held_affiliations_of_a_bound_graph() -> None:
     torch.testing.assert_close(connect(), 0.5 * connectopy(affiliations, A))
 
 
+@pytest.mark.parametrize("build", [
+    lambda: (nr.ModularityLoss(A=normal(10, 10, seed=0).abs(), gamma=0.5), (normal(10, 3, seed=1).softmax(-1),)),
+    lambda: (nr.EigenmapsLoss(A=normal(10, 10, seed=0).abs()), (normal(10, 3, seed=1),)),
+    lambda: (nr.ConnectopyLoss(progressive_theta=True), (normal(10, 3, seed=1), normal(10, 10, seed=0).abs())),
+], ids=["modularity", "eigenmaps", "connectopy"])
+def test_compiles_to_one_graph(build) -> None:
+    torch._dynamo.reset()
+    loss, args = build()
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*args), loss(*args))
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("call", "error", "match"),

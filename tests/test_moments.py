@@ -163,6 +163,19 @@ def test_second_moment_loss_on_a_held_parcellation_of_bound_data() -> None:
     torch.testing.assert_close(centred(), second_moment_centred(X, weight, mu).mean())
 
 
+@pytest.mark.parametrize("build", [
+    lambda: (nr.SecondMomentLoss(standardise=True), (normal(20, 8, seed=0), normal(3, 20, seed=1).abs())),
+    lambda: (nr.SecondMomentCentredLoss(), (normal(20, 8, seed=0), normal(3, 20, seed=1).abs(), normal(3, 8, seed=2))),
+    lambda: (nr.MultivariateKurtosis(l2=0.1), (normal(3, 40, seed=0),)),
+    lambda: (nr.QCFCLoss(tol="auto"), (normal(12, 4, seed=0), normal(12, seed=1))),
+], ids=["second-moment", "second-moment-centred", "kurtosis", "qcfc"])
+def test_compiles_to_one_graph(build) -> None:
+    torch._dynamo.reset()
+    loss, args = build()
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*args), loss(*args))
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("call", "error", "match"),

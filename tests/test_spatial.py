@@ -274,6 +274,20 @@ def test_a_call_overrides_the_bound_coordinates() -> None:
     torch.testing.assert_close(loss(X, coor=other), compactness(X, other).mean())
 
 
+@pytest.mark.parametrize("build", [
+    lambda: (nr.CompactnessLoss(coor=sphere(30, seed=0)), (uniform(4, 30, seed=1),)),
+    lambda: (nr.ReferenceTetherLoss(coor=sphere(30, seed=0), ref=sphere(4, seed=2)), (uniform(4, 30, seed=1),)),
+    lambda: (nr.InterhemisphericTetherLoss(lh_coor=sphere(30, seed=0), rh_coor=sphere(30, seed=3)),
+             (uniform(4, 30, seed=1), uniform(4, 30, seed=4))),
+    lambda: (nr.DispersionLoss(), (uniform(5, 3, seed=1),)),
+], ids=["compactness", "reference-tether", "interhemispheric-tether", "dispersion"])
+def test_compiles_to_one_graph(build) -> None:
+    torch._dynamo.reset()
+    loss, args = build()
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*args), loss(*args))
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("call", "error", "match"),
