@@ -254,6 +254,16 @@ def test_compactness_loss_on_held_parcellations_sums_them_and_its_coordinates_ar
     assert loss.coor.dtype == torch.float32 and parcels[0].dtype == torch.float64
 
 
+def test_joint_mode_adds_the_penalty_gradient_of_held_parcellations() -> None:
+    coor = sphere(30, seed=0)
+    parcels = nn.Parameter(uniform(4, 30, seed=1))
+    loss = nr.CompactnessLoss(parcels, Lambda=0.7, coor=coor, floor=1.0)
+    (expected,) = torch.autograd.grad(0.7 * compactness(parcels, coor, floor=1.0).mean(), parcels)
+    parcels.grad = torch.ones_like(parcels)
+    loss.accumulate_grad()
+    torch.testing.assert_close(parcels.grad, 1 + expected)
+
+
 def test_interhemispheric_tether_on_held_pairs() -> None:
     lh_coor, rh_coor = sphere(20, seed=0), sphere(25, seed=1)
     pairs = [nn.Parameter(uniform(3, 20, seed=2)), nn.Parameter(uniform(3, 25, seed=3))]
