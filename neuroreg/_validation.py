@@ -24,7 +24,9 @@ __all__ = [
     "check_callables",
     "check_choice",
     "check_dale_arguments",
+    "check_dense_grads",
     "check_floating_tensor",
+    "check_grad_layouts",
     "check_grads",
     "check_int",
     "check_keywords",
@@ -813,3 +815,46 @@ def check_update(owner: str, update: Any, available: Sequence[str], optimizer: A
         )
     return update
 
+
+def check_grad_layouts(name: str, grads: Sequence[Tensor]) -> None:
+    """Check that every gradient in ``grads`` is strided (dense) or sparse COO, the layouts that the
+    ``*_add_grad_`` functions write into (a sparse COO one at its own indices).
+
+    Example:
+        >>> check_grad_layouts("grads", [torch.zeros(2), torch.zeros(2, 2).to_sparse_csr()])
+        Traceback (most recent call last):
+        ...
+        TypeError: grads[1] has layout torch.sparse_csr: only strided and sparse COO gradients are supported
+    """
+    for index, grad in enumerate(grads):
+        if grad.layout not in (torch.strided, torch.sparse_coo):
+            raise TypeError(
+                f"{name}[{index}] has layout {grad.layout}: only strided and sparse COO gradients are supported"
+            )
+
+
+def check_dense_grads(owner: str, names: Sequence[str], params: Sequence[Tensor]) -> None:
+    """Refuse a sparse ``.grad`` on a parameter whose penalty gradient autograd adds in joint mode (a
+    regularization without a closed-form gradient): autograd would silently make it dense, and a sparse
+    optimizer would then refuse it. The message names the regularization and the parameter.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(3, 2))
+        >>> w.grad = torch.sparse_coo_tensor([[1]], torch.ones(1, 2), (3, 2))
+        >>> check_dense_grads("EquilibriumLoss", ["embedding.weight"], [w])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: EquilibriumLoss: parameter 'embedding.weight' has a sparse gradient (torch.sparse_coo), but ...
+    """
+    for name, param in zip(names, params):
+        grad = param.grad
+        if grad is not None and grad.layout != torch.strided:
+            raise TypeError(
+                f"{owner}: parameter {name!r} has a sparse gradient ({grad.layout}), but {owner} adds its "
+                "penalty's gradient through autograd, which would make it dense: regularize it with a class that "
+                "has a closed-form gradient (added at the sparse gradient's indices), or make the gradient dense"
+            )
+
+
+UPDATES = ("gradient", "proximal", "decoupled")
+REDUCTIONS = ("sum", "mean")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,11 +94,10 @@ def test_auto_tol_inverts_the_t_test(batch, significance, tails) -> None:
 def test_auto_tol_is_cached_per_batch_size() -> None:
     from neuroreg.functional.batchcorr import _auto_tol
 
-    cached = _auto_tol.__wrapped__  # under the torch.compiler.disable wrapper
-    cached.cache_clear()
+    _auto_tol.cache_clear()
     for _ in range(3):
         auto_tol(37)
-    info = cached.cache_info()
+    info = _auto_tol.cache_info()
     assert (info.misses, info.hits) == (1, 2)
 
 
@@ -114,6 +115,60 @@ def test_reduced_precision_computes_in_float32_and_returns_the_input_dtype(dtype
     result = batch_corr(X.to(dtype), N.to(dtype))
     assert result.dtype == dtype
     torch.testing.assert_close(result.float(), batch_corr(X.to(dtype).float(), N.to(dtype).float()), atol=1e-2, rtol=0)
+
+
+def test_import_does_not_load_the_compiler() -> None:
+    # torch._dynamo (and with it sympy) costs over a second to import: `import neuroreg` must not pull it in.
+    code = "import sys, torch, neuroreg; print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
+
+
+def test_compiled_auto_tolerance_is_one_graph_per_batch_size_and_equals_eager() -> None:
+    import torch._dynamo.testing
+
+    torch._dynamo.reset()
+    loss = nr.BatchCorrelationLoss(tol="auto", tol_sig=0.5)
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    compiled = torch.compile(loss, backend=counter, fullgraph=True)  # fullgraph: a graph break is an error
+    for batch in (10, 24, 10, 40):  # the second size makes dynamo try a dynamic batch size
+        X, N = shared_signal(0.3, batch=batch, features=6, seed=batch)
+        X.requires_grad_()
+        value = compiled(X, N)
+        (grad,) = torch.autograd.grad(value, X)
+        expected_X = X.detach().clone().requires_grad_()
+        expected = loss(expected_X, N)
+        (expected_grad,) = torch.autograd.grad(expected, expected_X)
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(grad, expected_grad)
+        assert float(expected.detach()) > 0  # the tolerance leaves something to compare
+        # the tolerance in the graph is the batch size's own, not the first one traced
+        np.testing.assert_allclose(float(expected.detach()),
+                                   np.mean(np.maximum(np.abs(reference(X.detach().numpy(), N.numpy()))
+                                                      - auto_tol(batch, 0.5), 0)), rtol=1e-10)
+    assert counter.frame_count == 3  # one graph per batch size, reused for the repeated 10
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_or_inf_in_a_feature_or_in_n_is_nan_not_a_number(bad: float) -> None:
+    X, N = shared_signal(1.0, batch=10, features=4)
+    X[3, 2] = bad
+    result = batch_corr(X, N)
+    assert torch.isnan(result[2]).all() and torch.isfinite(result[[0, 1, 3]]).all()
+    N[0] = bad
+    assert torch.isnan(batch_corr(shared_signal(1.0, batch=10, features=4)[0], N)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_huge_finite_inputs_give_the_correlation_of_the_rescaled_inputs(dtype) -> None:
+    X, N = shared_signal(1.0, batch=12, features=5)
+    expected = reference(X.numpy(), N.numpy(), tol=0.1)
+    huge = 0.1 * torch.finfo(dtype).max ** 0.75  # its square, and any sum of squares, overflows
+    Xh, Nh = (X * huge).to(dtype).requires_grad_(), (N * huge).to(dtype)
+    result = batch_corr(Xh, Nh, tol=0.1)
+    np.testing.assert_allclose(result.detach().double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    result.sum().backward()
+    assert torch.isfinite(Xh.grad).all()
 
 
 # --- modules --------------------------------------------------------------------------------------------
@@ -159,3 +214,23 @@ def test_held_outputs_against_a_target_measure_in_a_list_with_an_l2() -> None:
 def test_bad_input_is_a_clear_error(call, error, match) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+def test_auto_tolerance_follows_tol_sig_as_scipy_t_test() -> None:
+    # The threshold for tol='auto' is the t-test's critical correlation at tol_sig, computed here with scipy
+    # and NumPy's corrcoef (not with auto_tol): a tol_sig left out would fall back to 0.1 (0.378 at N=20,
+    # instead of 0.166 at 0.5), which leaves most of these features under the threshold.
+    generator = torch.Generator().manual_seed(3)
+    N = torch.randn(20, generator=generator, dtype=torch.float64)
+    X = 0.3 * N[:, None] * torch.arange(1, 7, dtype=torch.float64) + torch.randn(20, 6, generator=generator,
+                                                                                 dtype=torch.float64)
+    r = np.corrcoef(X.numpy().T, N.numpy())[-1, :-1]
+    for tol_sig in (0.5, 0.02):
+        t_squared = stats.t.ppf(1 - tol_sig / 2, 20 - 2) ** 2
+        tol = np.sqrt(t_squared / (20 - 2 + t_squared))
+        expected = np.clip(np.abs(r) - tol, 0, None)
+        result = batch_corr(X, N, tol="auto", tol_sig=tol_sig)
+        np.testing.assert_allclose(result.numpy().ravel(), expected, rtol=1e-10, atol=1e-12)
+        loss = nr.BatchCorrelationLoss(tol="auto", tol_sig=tol_sig)(X, N)
+        assert float(loss) == pytest.approx(expected.mean(), rel=1e-10)
+        assert expected.min() < 1e-12 < expected.max()  # some features under the threshold, some above

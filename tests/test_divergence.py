@@ -72,6 +72,67 @@ def test_logits_up_to_1e4_in_float32_are_finite(function) -> None:
     assert torch.isfinite(value) and torch.isfinite(P.grad).all() and torch.isfinite(Q.grad).all()
 
 
+# --- NaN, inf and -inf inputs ---------------------------------------------------------------------------
+@pytest.mark.parametrize("function", [kl_divergence, js_divergence])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -0.5])
+def test_nan_inf_or_negative_probability_is_never_a_finite_number(function, bad: float) -> None:
+    P = torch.tensor([[0.2, 0.3, 0.5], [0.0, 0.5, 0.5]], dtype=torch.float64)
+    Q = torch.tensor([[0.1, 0.1, 0.8], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    for row, column in ((0, 1), (1, 0)):  # (1, 0): where P is an exact zero, a masked term
+        for bad_p in (True, False):
+            p, q = P.clone(), Q.clone()
+            (p if bad_p else q)[row, column] = bad
+            value = function(p, q)
+            assert not torch.isfinite(value[row]), (row, column, bad_p, value)
+            torch.testing.assert_close(value[1 - row], function(P, Q)[1 - row])  # the other row is untouched
+    all_nan = function(torch.full((3,), math.nan), torch.tensor([0.2, 0.3, 0.5]))
+    assert torch.isnan(all_nan).all()
+
+
+def test_js_loss_on_a_held_parameter_holding_a_nan_is_nan() -> None:
+    probs = torch.nn.Parameter(torch.tensor([[0.2, 0.8], [math.nan, 0.5]]))
+    assert torch.isnan(nr.JSDivergenceLoss([probs], target=torch.tensor([0.5, 0.5]))())
+
+
+@pytest.mark.parametrize("function", [js_divergence_logit, kl_divergence_logit])
+def test_nan_or_inf_logits_give_nan(function) -> None:
+    for bad in (math.nan, math.inf):
+        logits = torch.tensor([[0.0, bad, 1.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
+        for value in (function(logits, torch.zeros(3, dtype=torch.float64)),
+                      function(torch.zeros(3, dtype=torch.float64), logits)):
+            assert torch.isnan(value[0]).all() and torch.isfinite(value[1]).all()
+
+
+@pytest.mark.parametrize("reduce", [True, False])
+def test_minus_inf_logits_are_zero_probabilities_with_finite_gradients(reduce: bool) -> None:
+    P = torch.tensor([[0.0, 1.0, -math.inf], [-math.inf, 2.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    Q = torch.tensor([[1.0, -math.inf, 0.0], [-math.inf, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    probs_p, probs_q = P.detach().softmax(-1).numpy(), Q.detach().softmax(-1).numpy()
+    assert (probs_p == 0).sum() == 2 and (probs_q == 0).sum() == 2
+    # JS as scipy computes it on the probabilities with their exact zeros.
+    js = js_divergence_logit(P, Q, reduce=reduce)
+    js_rows = js if reduce else js.sum(-1, keepdim=True)
+    np.testing.assert_allclose(js_rows.detach().squeeze(-1).numpy(),
+                               jensenshannon(probs_p, probs_q, axis=1) ** 2, rtol=1e-12)
+    # KL: a zero q (where p > 0) counts as the smallest normal number, as kl_divergence's zero Q does.
+    kl = kl_divergence_logit(P, Q, reduce=reduce)
+    safe_q = np.where(probs_q == 0, np.finfo(np.float64).tiny, probs_q)
+    expected_kl = np.where(probs_p == 0, 0.0, probs_p * (np.log(np.where(probs_p == 0, 1, probs_p)) - np.log(safe_q)))
+    kl_rows = kl if reduce else kl.sum(-1, keepdim=True)
+    np.testing.assert_allclose(kl_rows.detach().squeeze(-1).numpy(), expected_kl.sum(-1), rtol=1e-12)
+    kl_grads = torch.autograd.grad(kl.sum(), (P, Q))
+    assert all(torch.isfinite(g).all() for g in kl_grads) and kl_grads[0][0, 2] == 0 and kl_grads[0][1, 0] == 0
+    # JS's gradient equals autograd's on the same distributions with the masked classes at a finite logit so
+    # low that its probability underflows to 0 (where the earlier formula had no 0 * -inf).
+    js_grads = torch.autograd.grad(js.sum(), (P, Q))
+    finite_p, finite_q = (t.detach().clamp_min(-1e3).requires_grad_() for t in (P, Q))
+    log_p, log_q = finite_p.log_softmax(-1), finite_q.log_softmax(-1)
+    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
+    reference = 0.5 * (log_p.exp() * (log_p - log_m) + log_q.exp() * (log_q - log_m))
+    for got, want in zip(js_grads, torch.autograd.grad(reference.sum(), (finite_p, finite_q))):
+        torch.testing.assert_close(got, want)
+
+
 # --- shapes and options -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("function", DIVERGENCES)
 @pytest.mark.parametrize(
@@ -201,3 +262,22 @@ def test_in_a_list_with_an_l2() -> None:
 def test_bad_input_is_a_clear_error(call, error, match) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kl_where_q_is_zero_uses_the_smallest_normal_number(dtype) -> None:
+    # A term with P > 0 = Q is P log(P / tiny) (353.5 for P = 1/2 in float64, 43.0 in float32): large but
+    # finite, with the gradient of that expression in P and none in the zero Q. NumPy computes it here.
+    P = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype=dtype, requires_grad=True)
+    Q = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.0, 0.8]], dtype=dtype, requires_grad=True)
+    p, q = P.detach().double().numpy(), Q.detach().double().numpy()
+    tiny = float(torch.finfo(dtype).tiny)
+    log_q = np.log(np.where(q > 0, q, tiny))
+    safe_p = np.where(p > 0, p, 1.0)
+    expected = np.where(p > 0, p * (np.log(safe_p) - log_q), 0.0).sum(-1, keepdims=True)
+    result = kl_divergence(P, Q)
+    np.testing.assert_allclose(result.detach().double().numpy(), expected, rtol=1e-6)
+    result.sum().backward()
+    np.testing.assert_allclose(P.grad.double().numpy(), np.where(p > 0, np.log(safe_p) - log_q + 1, 0.0), rtol=1e-6)
+    np.testing.assert_allclose(Q.grad.double().numpy(), np.where(q > 0, -p / np.where(q > 0, q, 1.0), 0.0),
+                               rtol=1e-6)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -78,6 +81,24 @@ def test_logits_up_to_1e4_in_float32_are_finite() -> None:
     value = nr.EquilibriumLogitLoss()(X)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(X.grad).all()
+
+
+@pytest.mark.parametrize("prob_axis", [-2, (0, 1)])
+def test_minus_inf_logits_are_zero_probabilities_with_finite_gradients(prob_axis) -> None:
+    X = torch.randn(2, 3, 4, dtype=torch.float64)
+    X[0, 1, 2] = X[1, 0, :] = -math.inf  # masked assignments
+    X.requires_grad_()
+    value = equilibrium_logit(X, prob_axis=prob_axis)
+    (grad,) = torch.autograd.grad(value.sum(), X)
+    axes = (1,) if prob_axis == -2 else (0, 1)
+    logits = X.detach().numpy()
+    probs = np.exp(logits - logits.max(axis=axes, keepdims=True))
+    probs /= probs.sum(axis=axes, keepdims=True)
+    assert (probs == 0).sum() == 5
+    torch.testing.assert_close(value, reference(torch.from_numpy(probs), (-1,), (-1, -2)))
+    assert torch.isfinite(grad).all()
+    # NaN logits, by contrast, give NaN (never a number).
+    assert torch.isnan(equilibrium_logit(torch.tensor([[0.0, math.nan], [1.0, 2.0]]))).any()
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from torch import nn
 
 import neuroreg as nr
 from neuroreg.functional import lp_norm, lp_norm_add_grad_, lp_norm_grad
@@ -192,3 +193,66 @@ def test_mean_is_the_sum_divided_by_each_tensors_size() -> None:
     mean = nr.L1(params, reduction="mean")()
     assert not torch.isclose(mean, total / 103)        # per tensor, not over all entries at once
     torch.testing.assert_close(mean, params[0].abs().sum() / 100 + params[1].abs().sum() / 3)
+
+
+# --- empty, half precision and sparse gradients ---------------------------------------------------------
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("p", P_VALUES)
+def test_zero_element_tensors_contribute_nothing(p: float, squared: bool) -> None:
+    W = with_zeros((4, 5), 1)
+    empties = [torch.empty(0, dtype=torch.float64), torch.empty(3, 0, dtype=torch.float64)]
+    expected = np.linalg.norm(W.numpy().ravel(), ord=p) ** (2 if squared else 1)
+    assert float(lp_norm([W, *empties], p, squared=squared)) == pytest.approx(expected, rel=1e-12)
+    assert float(lp_norm(empties, p, squared=squared)) == 0.0
+    grads = lp_norm_grad([W, *empties], p, squared=squared)
+    torch.testing.assert_close(grads[0], autograd_grads([W], p, squared)[0])
+    assert [g.shape for g in grads[1:]] == [e.shape for e in empties]
+    params = [nn.Parameter(W.clone()), *(nn.Parameter(e) for e in empties)]
+    reg = nr.Lp(params, p=p, squared=squared)
+    assert float(reg().detach()) == pytest.approx(expected, rel=1e-12)
+    reg.accumulate_grad()
+    torch.testing.assert_close(params[0].grad, grads[0])
+
+
+@pytest.mark.parametrize("p", [1.5, 2, 3, math.inf])
+@pytest.mark.parametrize("squared", [False, True])
+def test_float16_reduces_in_float32_and_returns_float16(p: float, squared: bool) -> None:
+    # ||W||_2 = 94868 > 65504: a float16 reduction is inf, and the joint gradient W/||W|| was exactly 0.
+    values = torch.full((1000,), 3000.0, dtype=torch.float64)
+    values[::7] = -1000.0
+    w = nn.Parameter(values.to(torch.float16))
+    exact = values.to(torch.float16).double()
+    norm = np.linalg.norm(exact.numpy(), ord=p)
+    value = nr.Lp([w], p=p, squared=squared)()
+    assert value.dtype == torch.float16
+    expected_value = norm**2 if squared else norm
+    if expected_value > torch.finfo(torch.float16).max:
+        assert value == math.inf  # the value itself does not fit float16
+    else:
+        assert float(value.detach()) == pytest.approx(expected_value, rel=1e-3)
+    value32 = lp_norm([w.detach()], p, squared=squared, dtype=torch.float32)
+    assert value32.dtype == torch.float32
+    assert float(value32) == pytest.approx(expected_value, rel=1e-4)
+    expected_grad = autograd_grads([exact], p, squared)[0]
+    direct = torch.autograd.grad(nr.Lp([w], p=p, squared=squared)(), w)[0]
+    for grad in (lp_norm_grad([w.detach()], p, squared=squared)[0], direct):
+        assert grad.dtype == torch.float16
+        torch.testing.assert_close(grad.double(), expected_grad.to(torch.float16).double(), rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("build", [nr.L1, nr.L2, lambda m: nr.L2(m, squared=True), lambda m: nr.Lp(m, p=3)])
+def test_sparse_gradients_stay_sparse_and_get_the_penalty_on_their_rows(build) -> None:
+    embedding = nn.Embedding(6, 3, sparse=True).double()
+    rows = torch.tensor([1, 4, 1])
+    reg = build(embedding)
+    embedding(rows).sum().backward()
+    task = embedding.weight.grad.to_dense().clone()
+    penalty = torch.autograd.grad(reg.Lambda * reg.forward(), embedding.weight)[0]
+    grad_before = embedding.weight.grad
+    reg.accumulate_grad()
+    grad = embedding.weight.grad
+    assert grad is grad_before and grad.is_sparse
+    touched = torch.zeros(6, 1, dtype=torch.float64)
+    touched[[1, 4]] = 1
+    torch.testing.assert_close(grad.to_dense(), task + touched * penalty)
+    torch.optim.SparseAdam(embedding.parameters(), lr=0.1).step()  # what the sparse layout is for

@@ -1,5 +1,5 @@
-"""Helpers shared by the ported hypercoil score functions: the axes type, the dtype to compute in, and the
-softmax over one or several axes."""
+"""Helpers shared by the functions of :mod:`neuroreg.functional`: the axes type, the dtype to compute in, and
+the softmax over one or several axes."""
 
 from __future__ import annotations
 
@@ -9,16 +9,31 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["Axes", "compute_dtype", "log_softmax", "softmax"]
+__all__ = ["Axes", "compute_dtype", "log_softmax", "promoted_dtype", "softmax", "wide_dtype"]
 
 Axes = Union[int, Sequence[int]]
 
 
-def compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """The dtype to compute in: the tensors' promoted dtype, raised to float32 for float16/bfloat16, whose
-    sums, logarithms and softmaxes lose too much precision."""
-    dtype = functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+def promoted_dtype(*tensors: Tensor) -> torch.dtype:
+    """The tensors' promoted dtype: that of a value computed from all of them."""
+    return functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+
+
+def wide_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to reduce ``dtype`` values in: float32 for float16/bfloat16 (a float16 sum of squares
+    overflows above 65504, and bfloat16 keeps 8 bits of mantissa; sums, logarithms and softmaxes lose too
+    much), else ``dtype``.
+
+    Example:
+        >>> wide_dtype(torch.float16), wide_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype to compute in: the tensors' promoted dtype, raised to float32 for float16/bfloat16."""
+    return wide_dtype(promoted_dtype(*tensors))
 
 
 def log_softmax(X: Tensor, axes: Tuple[int, ...], dtype: torch.dtype) -> Tensor:

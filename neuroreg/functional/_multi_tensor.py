@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from neuroreg._validation import check_floating_tensor
+from neuroreg._validation import check_floating_tensor, check_grad_layouts
+from neuroreg.functional._common import wide_dtype
 
-__all__ = ["as_tensor_list", "group_by_device_and_dtype", "sum_scalars"]
+__all__ = [
+    "add_grad_widened_",
+    "as_tensor_list",
+    "full",
+    "group_by_device_and_dtype",
+    "is_dtensor",
+    "nonempty",
+    "sparse_grads_as_dense",
+    "sum_scalars",
+]
 
 
 def as_tensor_list(name: str, tensors: Tensor | Iterable[Tensor]) -> List[Tensor]:
@@ -33,5 +45,78 @@ def group_by_device_and_dtype(tensors: Sequence[Tensor]) -> List[List[int]]:
 
 def sum_scalars(values: Sequence[Tensor]) -> Tensor:
     """Sum 0-d tensors with one stack and one reduction (no host sync, no Python-level accumulation)."""
+    values = [full(value) for value in values]   # a DTensor's global value: sums of shards are not plain sums
     device = values[0].device
     return torch.stack([value.to(device) for value in values]).sum()
+
+
+def is_dtensor(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor`` (an FSDP2 parameter), without importing
+    torch.distributed.tensor: where it was never imported, no tensor can be one."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
+def full(tensor: Tensor) -> Tensor:
+    """A DTensor's global value as a plain tensor (differentiable: its backward shards the gradient), or
+    ``tensor`` itself."""
+    return tensor.full_tensor() if is_dtensor(tensor) else tensor
+
+
+def nonempty(tensors: Sequence[Tensor]) -> List[Tensor]:
+    """The tensors with at least one element: a zero-element tensor contributes nothing to a penalty, and some
+    multi-tensor kernels refuse it (``_foreach_norm`` with ``ord=inf`` has no identity to return)."""
+    return [tensor for tensor in tensors if tensor.numel() > 0]
+
+
+def add_grad_widened_(
+    add_grad_: Callable[[List[Tensor], List[Tensor]], None], grads: Sequence[Tensor], tensors: Sequence[Tensor]
+) -> None:
+    """``add_grad_(grads, tensors)`` for tensors of one dtype, computed on float32 copies of float16/bfloat16
+    tensors (whose reductions and powers would overflow or cancel) and added into ``grads`` in their dtype.
+
+    Example:
+        >>> w = torch.full((4,), 200.0, dtype=torch.float16); g = torch.zeros_like(w)
+        >>> add_grad_widened_(lambda gs, ts: torch._foreach_add_(gs, [t * t / 1e4 for t in ts]), [g], [w]); g
+        tensor([4., 4., 4., 4.], dtype=torch.float16)
+    """
+    if not tensors or wide_dtype(tensors[0].dtype) == tensors[0].dtype:
+        add_grad_(list(grads), list(tensors))
+        return
+    wide = [torch.zeros_like(t, dtype=torch.float32) for t in tensors]
+    add_grad_(wide, [t.float() for t in tensors])
+    torch._foreach_add_(list(grads), [w.to(t.dtype) for w, t in zip(wide, tensors)])
+
+
+@contextlib.contextmanager
+def sparse_grads_as_dense(grads: Sequence[Tensor]) -> Iterator[List[Tensor]]:
+    """Let a ``*_add_grad_`` function write into sparse COO gradients (``nn.Embedding(sparse=True)``).
+
+    Yields ``grads`` with each sparse gradient replaced by a dense zero buffer of its shape; on exit, each
+    buffer's values at the indices its sparse gradient holds are added into that gradient, which stays sparse
+    (the same object, with the same indices). The penalty's gradient thus reaches the rows that the task's
+    gradient touched, which are the rows a sparse optimizer (``torch.optim.SparseAdam``, sparse SGD) updates:
+    lazy regularization, with the optimizer's own semantics. Other layouts than strided and sparse COO are a
+    ``TypeError``. Dense gradients are used as they are (no copy).
+
+    Example:
+        >>> grad = torch.sparse_coo_tensor([[1]], torch.ones(1, 2), (3, 2))   # row 1 touched
+        >>> with sparse_grads_as_dense([grad]) as (dense,):
+        ...     _ = dense.add_(10.0)
+        >>> grad.to_dense()
+        tensor([[ 0.,  0.],
+                [11., 11.],
+                [ 0.,  0.]])
+    """
+    check_grad_layouts("grads", grads)
+    sparse = [index for index, grad in enumerate(grads) if grad.is_sparse]
+    if not sparse:
+        yield list(grads)
+        return
+    dense = list(grads)
+    for index in sparse:
+        dense[index] = torch.zeros(grads[index].shape, dtype=grads[index].dtype, device=grads[index].device)
+    yield dense
+    for index in sparse:
+        grad = grads[index]
+        grad.add_(dense[index].sparse_mask(grad.coalesce()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Literal, Tuple, Union
 
 import torch
@@ -27,7 +28,9 @@ def auto_tol(batch_size: int, significance: float = 0.1, tails: int = 2) -> floa
 
     (hypercoil's docstring prints :math:`N - 2 - t^2`, its code computes :math:`N - 2 + t^2`, the
     inversion of :math:`t = r\sqrt{(N-2)/(1-r^2)}`: this follows the code.) The value is uncorrected for
-    multiple comparisons. Results are cached per ``(batch_size, significance, tails)``.
+    multiple comparisons. Results are cached per ``(batch_size, significance, tails)``, and under
+    ``torch.compile`` the value is computed eagerly, in Python, while the graph is traced, and enters the graph
+    as a constant (one per batch size: no graph break, and nothing of scipy in the graph).
 
     Args:
         batch_size: Number of observations :math:`N`, an int >= 3 (the test has :math:`N - 2` degrees of
@@ -45,11 +48,21 @@ def auto_tol(batch_size: int, significance: float = 0.1, tails: int = 2) -> floa
     batch_size = check_int("batch_size", batch_size, low=3)
     significance = check_open_unit("significance", significance)
     tails = check_choice("tails", check_int("tails", tails), (1, 2))
+    return _auto_tol_constant(batch_size, significance, tails)
+
+
+def _auto_tol_constant(batch_size: int, significance: float, tails: int) -> float:
+    """:func:`_auto_tol`, which the compiler calls while tracing and treats as a constant of the graph."""
     return _auto_tol(batch_size, significance, tails)
 
 
-# Run eagerly under torch.compile (dynamo would trace through the cache into scipy).
-@torch.compiler.disable
+# What torch.compiler.assume_constant_result(fn) does, without its import of torch._dynamo (which costs over a
+# second at `import neuroreg`): dynamo then calls the function eagerly at trace time, on its (constant)
+# arguments, instead of tracing through the cache into scipy. Its guards on the input shapes make a new batch
+# size a new graph, with its own constant. test_batchcorr checks that compiling stays one graph.
+_auto_tol_constant._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 @functools.cache
 def _auto_tol(batch_size: int, significance: float, tails: int) -> float:
     from scipy.stats import t  # imported here: scipy is slow to import and only 'auto' needs it
@@ -67,7 +80,9 @@ def batch_corr(X: Tensor, N: Tensor, *, tol: Tolerance = 0, tol_sig: float = 0.1
         {\sqrt{\sum_b (X_{bf} - \bar X_f)^2 \sum_b (N_b - \bar N)^2}}, \qquad
         s_f = \max(|r_f| - \text{tol}, 0) \;\; (\times \operatorname{sign} r_f \text{ if not abs})
 
-    A constant feature (or a constant ``N``) has correlation 0, with a zero gradient, rather than NaN.
+    A constant feature (or a constant ``N``) has correlation 0, with a zero gradient, rather than NaN. A NaN
+    or infinite entry of a feature (or of ``N``) makes that feature's (every feature's) value NaN, never a
+    number; finite inputs of any magnitude give finite correlations.
 
     Args:
         X: Floating-point tensor of shape ``(batch, *)``; features are the elements of ``X[b]``, ordered as
@@ -103,15 +118,33 @@ def batch_corr(X: Tensor, N: Tensor, *, tol: Tolerance = 0, tol_sig: float = 0.1
             f"N must hold one value per batch element: X has batch length {batch}, N has shape {tuple(N.shape)}"
         )
     if tol == "auto":
-        tol = auto_tol(batch, significance=tol_sig)
+        # operator.index makes a symbolic batch size (torch.compile's dynamic shapes) a concrete int, guarded
+        # on, so that the tolerance is a constant of each graph; on an int it is a no-op.
+        tol = auto_tol(operator.index(batch), significance=tol_sig)
     dtype = compute_dtype(X, N) if N.is_floating_point() else compute_dtype(X)
     features = _centred(X.transpose(0, -1).reshape(-1, batch).to(dtype))
     measure = _centred(N.reshape(1, batch).to(dtype))
-    scale = torch.linalg.vector_norm(features, dim=-1, keepdim=True) * torch.linalg.vector_norm(measure)
-    defined = scale > 0
-    r = torch.where(defined, (features @ measure.mT) / torch.where(defined, scale, 1.0), 0.0)
+    # Scaled rows have norms <= sqrt(batch): their product cannot overflow either.
+    features, measure = _scaled_rows(features), _scaled_rows(measure)
+    r = (features @ measure.mT) / _nonzero(_norms(features) * _norms(measure))
     thresholded = (r.abs() - tol).clamp_min(0)
     return (thresholded if abs else r.sign() * thresholded).to(X.dtype)
+
+
+def _scaled_rows(X: Tensor) -> Tensor:
+    """Each row over its largest magnitude, so that its sum of squares cannot overflow (it would in float32 for
+    entries beyond ~1e19, while r is finite for any finite input; BLAS's nrm2 scales likewise). r does not
+    depend on the scale, which is a constant of the backward pass. NaN and inf are kept, and show in r."""
+    return X / _nonzero(X.detach().abs().amax(-1, keepdim=True))
+
+
+def _norms(X: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(X, dim=-1, keepdim=True)
+
+
+def _nonzero(norm: Tensor) -> Tensor:
+    """A constant row is exactly 0 after centring: dividing by 1 instead of a zero norm then gives r = 0."""
+    return torch.where(norm == 0, 1.0, norm)
 
 
 def _centred(X: Tensor) -> Tensor:

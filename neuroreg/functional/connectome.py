@@ -15,7 +15,15 @@ import torch
 from torch import Tensor
 
 from neuroreg._validation import check_callable, check_grads, check_open_unit, check_real, check_reference_tensors
-from neuroreg.functional._multi_tensor import as_tensor_list, group_by_device_and_dtype, sum_scalars
+from neuroreg.functional._common import compute_dtype, promoted_dtype, wide_dtype
+from neuroreg.functional._multi_tensor import (
+    add_grad_widened_,
+    as_tensor_list,
+    group_by_device_and_dtype,
+    nonempty,
+    sparse_grads_as_dense,
+    sum_scalars,
+)
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_
 
 __all__ = [
@@ -87,12 +95,14 @@ def dale_law_l2(tensors: Tensors, signs: Tensors, alpha: float = 0.8) -> Tensor:
     if not tensors:
         return torch.zeros(())
     # A zero coefficient skips its term entirely: no pass over the weights for the part that cannot count.
+    # Both terms are summed in float32 for float16/bfloat16 weights, and the value returned in their dtype.
+    wide, dtype = compute_dtype(*tensors), promoted_dtype(*tensors)
     terms = []
     if alpha != 0:
-        terms.append(alpha * lp_norm(tensors, 2, squared=True))
+        terms.append(alpha * lp_norm(tensors, 2, squared=True, dtype=wide))
     if alpha != 1:
-        terms.append(-(1 - alpha) * sum_scalars([(t * s).sum() for t, s in zip(tensors, signs)]))
-    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        terms.append(-(1 - alpha) * sum_scalars([(t * s).sum(dtype=wide) for t, s in zip(tensors, signs)]))
+    return (terms[0] if len(terms) == 1 else terms[0] + terms[1]).to(dtype)
 
 
 def dale_law_l2_add_grad_(
@@ -123,7 +133,7 @@ def dale_law_l2_add_grad_(
     scale = check_real("scale", scale)
     tensors, signs = _with_references("signs", tensors, signs)
     check_grads(grads, tensors)
-    with torch.no_grad():
+    with torch.no_grad(), sparse_grads_as_dense(grads) as grads:
         for group in group_by_device_and_dtype(tensors):
             gs = [grads[i] for i in group]
             if alpha != 0:
@@ -167,11 +177,12 @@ def dale_sign_penalty(tensors: Tensors, signs: Tensors, p: float = 2) -> Tensor:
     if not tensors:
         return torch.zeros(())
     violations = [torch.relu(-(t * s)) for t, s in zip(tensors, signs)]
+    wide, dtype = compute_dtype(*tensors), promoted_dtype(*tensors)
     if p == 1:
-        return sum_scalars([v.sum() for v in violations])
+        return sum_scalars([v.sum(dtype=wide) for v in violations]).to(dtype)
     if p == 2:
         return lp_norm(violations, 2, squared=True)
-    return sum_scalars([v.pow(p).sum() for v in violations])
+    return sum_scalars([v.to(wide).pow(p).sum() for v in violations]).to(dtype)
 
 
 def dale_sign_penalty_add_grad_(
@@ -195,7 +206,7 @@ def dale_sign_penalty_add_grad_(
     p = _check_p_sign(p)
     tensors, signs = _with_references("signs", tensors, signs)
     check_grads(grads, tensors)
-    with torch.no_grad():
+    with torch.no_grad(), sparse_grads_as_dense(grads) as grads:
         for group in group_by_device_and_dtype(tensors):
             ss = [signs[i] for i in group]
             directions = torch._foreach_mul([tensors[i] for i in group], ss)
@@ -221,7 +232,9 @@ def exc_ratio(tensors: Tensors, sign_func: SignFunc = None) -> Tensor:
         \sigma(w) = \operatorname{softsign}(w) = \frac{w}{1 + |w|} \text{ by default}
 
     With a hard sign function (``torch.sign``) it is the fraction of positive entries (zeros counting
-    half); the default softsign makes it differentiable. The inhibitory ratio is :math:`1 - r_k`.
+    half); the default softsign makes it differentiable. The inhibitory ratio is :math:`1 - r_k`. The mean is
+    taken in float32 for float16/bfloat16 tensors; a zero-element tensor has no ratio (NaN, the mean of
+    nothing), and :func:`exc_ratio_penalty` leaves it out.
 
     Args:
         tensors: Floating-point tensors of any shapes (e.g. per-neuron sign parameters, or weights).
@@ -239,8 +252,13 @@ def exc_ratio(tensors: Tensors, sign_func: SignFunc = None) -> Tensor:
     sign_func = torch.nn.functional.softsign if sign_func is None else check_callable("sign_func", sign_func)
     if not tensors:
         return torch.zeros(0)
+    return _exc_ratios(tensors, sign_func).to(promoted_dtype(*tensors))
+
+
+def _exc_ratios(tensors: List[Tensor], sign_func: Callable[[Tensor], Tensor]) -> Tensor:
+    """The ratios of :func:`exc_ratio`, in float32 for float16/bfloat16 tensors, on the first one's device."""
     device = tensors[0].device
-    return torch.stack([((sign_func(t).mean() + 1) / 2).to(device) for t in tensors])
+    return torch.stack([((sign_func(t.to(wide_dtype(t.dtype))).mean() + 1) / 2).to(device) for t in tensors])
 
 
 def exc_ratio_penalty(tensors: Tensors, target: float = 0.8, sign_func: SignFunc = None) -> Tensor:
@@ -249,7 +267,8 @@ def exc_ratio_penalty(tensors: Tensors, target: float = 0.8, sign_func: SignFunc
     .. math::
         \mathcal{L} = \sum_k \big|\operatorname{mean}(\sigma(W_k)) + 1 - 2\,t\big| = 2 \sum_k |r_k - t|
 
-    with :math:`r_k` the soft excitatory ratio of :func:`exc_ratio` and :math:`t` the target.
+    with :math:`r_k` the soft excitatory ratio of :func:`exc_ratio` and :math:`t` the target. Zero-element
+    tensors contribute nothing (they have no ratio).
 
     Args:
         tensors: Floating-point tensors of any shapes.
@@ -267,9 +286,11 @@ def exc_ratio_penalty(tensors: Tensors, target: float = 0.8, sign_func: SignFunc
     """
     target = check_open_unit("target", target)
     tensors = as_tensor_list("tensors", tensors)
-    if not tensors:
-        return torch.zeros(())
-    return (2 * (exc_ratio(tensors, sign_func) - target)).abs().sum()
+    sign_func = torch.nn.functional.softsign if sign_func is None else check_callable("sign_func", sign_func)
+    counted = nonempty(tensors)
+    if not counted:
+        return tensors[0].new_zeros(()) if tensors else torch.zeros(())
+    return (2 * (_exc_ratios(counted, sign_func) - target)).abs().sum().to(promoted_dtype(*tensors))
 
 
 def exc_ratio_penalty_add_grad_(grads: List[Tensor], tensors: Tensors, target: float = 0.8, alpha: float = 1.0) -> None:
@@ -291,19 +312,24 @@ def exc_ratio_penalty_add_grad_(grads: List[Tensor], tensors: Tensors, target: f
     target = check_open_unit("target", target)
     tensors = as_tensor_list("tensors", tensors)
     check_grads(grads, tensors)
-    with torch.no_grad():
+    with torch.no_grad(), sparse_grads_as_dense(grads) as grads:
         for group in group_by_device_and_dtype(tensors):
-            ts = [tensors[i] for i in group]
-            # 1 / (1 + |W|) serves twice: W times it is the softsign, its square the softsign's derivative.
-            reciprocal = torch._foreach_abs(ts)
-            torch._foreach_add_(reciprocal, 1.0)
-            torch._foreach_reciprocal_(reciprocal)
-            softsigns = torch._foreach_mul(ts, reciprocal)
-            coefficients = [
-                torch.sign(soft.mean() + (1 - 2 * target)) / max(t.numel(), 1) for soft, t in zip(softsigns, ts)
-            ]
-            torch._foreach_mul_(reciprocal, reciprocal)
-            torch._foreach_addcmul_([grads[i] for i in group], reciprocal, coefficients, value=alpha)
+            add_grad_widened_(
+                lambda gs, ts: _exc_ratio_penalty_add_grad_(gs, ts, target, alpha), [grads[i] for i in group],
+                [tensors[i] for i in group],
+            )
+
+
+def _exc_ratio_penalty_add_grad_(gs: List[Tensor], ts: List[Tensor], target: float, alpha: float) -> None:
+    """:func:`exc_ratio_penalty_add_grad_` for tensors of one device and dtype."""
+    # 1 / (1 + |W|) serves twice: W times it is the softsign, its square the softsign's derivative.
+    reciprocal = torch._foreach_abs(ts)
+    torch._foreach_add_(reciprocal, 1.0)
+    torch._foreach_reciprocal_(reciprocal)
+    softsigns = torch._foreach_mul(ts, reciprocal)
+    coefficients = [torch.sign(soft.mean() + (1 - 2 * target)) / max(t.numel(), 1) for soft, t in zip(softsigns, ts)]
+    torch._foreach_mul_(reciprocal, reciprocal)
+    torch._foreach_addcmul_(gs, reciprocal, coefficients, value=alpha)
 
 
 # --- distance to reference weights ------------------------------------------------------------------------------

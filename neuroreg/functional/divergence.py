@@ -24,7 +24,8 @@ def kl_divergence(P: Tensor, Q: Tensor, *, axis: Axes = -1, keepdims: bool = Tru
 
     Terms with :math:`P_x = 0` are 0, with a zero gradient. A term with :math:`P_x > 0 = Q_x` (where the
     divergence is infinite) is large but finite: a zero ``Q`` is replaced by the dtype's smallest normal
-    number.
+    number. A NaN or infinite entry in either input makes its divergence NaN or infinite (never a number),
+    as torch's own reductions do; so does a negative "probability", where the logarithm is NaN.
     hypercoil instead adds machine epsilon inside both logarithms, which shifts every value slightly; this
     function is exact elsewhere (it equals ``scipy.stats.entropy(P, Q)`` on normalised inputs).
 
@@ -55,7 +56,10 @@ def kl_divergence_logit(
     .. math::
         KL(P \,\|\, Q) = \sum_x p_x (\log p_x - \log q_x), \qquad \log p = \operatorname{log\_softmax}(P)
 
-    Computed from log-softmaxes, so it is finite, with finite gradients, for any finite logits.
+    Computed from log-softmaxes, so it is finite, with finite gradients, for any finite logits. A logit of
+    ``-inf`` (a masked class) is a probability of exactly 0, as in :func:`kl_divergence`: its term is 0 in
+    ``P`` and the smallest normal number's logarithm in ``Q``, with finite values and gradients. NaN or
+    ``+inf`` logits give a NaN divergence.
 
     Args:
         P: Logits, floating point.
@@ -73,7 +77,10 @@ def kl_divergence_logit(
     """
     axes, dtype, out_dtype = _check(P, Q, axis, keepdims, reduce)
     log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
-    return _reduce(log_p.exp() * (log_p - log_q), axes, keepdims, reduce, out_dtype)
+    # A -inf log q (a masked class of Q) is log of the smallest normal number, as kl_divergence's zero Q.
+    log_q = torch.where(log_q == -math.inf, math.log(torch.finfo(dtype).tiny), log_q)
+    p = log_p.exp()
+    return _reduce(p * _masked_ratio(p, log_p, log_q), axes, keepdims, reduce, out_dtype)
 
 
 def js_divergence(P: Tensor, Q: Tensor, *, axis: Axes = -1, keepdims: bool = True, reduce: bool = True) -> Tensor:
@@ -119,10 +126,12 @@ def js_divergence_logit(
         \log m = \operatorname{logaddexp}(\log p, \log q) - \log 2
 
     Works on log-softmaxes (no probability of 0 is ever logged), so values and gradients are finite for any
-    finite logits, ±1e4 in float32 included. The summed divergence (``reduce=True``) has a closed-form
-    gradient, :math:`\partial JS / \partial P = \tfrac{1}{2}\, p \odot (\log p - \log m - KL(p \,\|\, m))`,
-    computed in one pass from the tensors the forward pass keeps (about twice as fast as differentiating the
-    dozen elementwise operations, with less memory); it is not twice differentiable.
+    finite logits, ±1e4 in float32 included, and for ``-inf`` logits (masked classes, probability 0: their
+    terms are 0, as in :func:`js_divergence`). NaN or ``+inf`` logits give a NaN divergence. The summed
+    divergence (``reduce=True``) has a closed-form gradient,
+    :math:`\partial JS / \partial P = \tfrac{1}{2}\, p \odot (\log p - \log m - KL(p \,\|\, m))`, computed in
+    one pass from the tensors the forward pass keeps (about twice as fast as differentiating the dozen
+    elementwise operations, with less memory); it is not twice differentiable.
 
     Args:
         P: Logits, floating point.
@@ -141,10 +150,8 @@ def js_divergence_logit(
     axes, dtype, out_dtype = _check(P, Q, axis, keepdims, reduce)
     if reduce:
         return _nonnegative(_JSDivergenceLogit.apply(P, Q, axes, keepdims, dtype)).to(out_dtype)
-    log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
-    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
-    terms = 0.5 * (log_p.exp() * (log_p - log_m) + log_q.exp() * (log_q - log_m))
-    return _reduce(_nonnegative(terms), axes, keepdims, reduce, out_dtype)
+    p, q, ratio_p, ratio_q = _js_ratios(P, Q, axes, dtype)
+    return _reduce(_nonnegative(0.5 * (p * ratio_p + q * ratio_q)), axes, keepdims, reduce, out_dtype)
 
 
 class _JSDivergenceLogit(torch.autograd.Function):
@@ -157,12 +164,7 @@ class _JSDivergenceLogit(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, P: Tensor, Q: Tensor, axes: Tuple[int, ...], keepdims: bool, dtype: torch.dtype) -> Tensor:
-        log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
-        p, q = log_p.exp(), log_q.exp()
-        # m >= max(p, q) / 2 underflows only where both terms are below the smallest normal number: clamping
-        # keeps log m finite there, and p (log p - log m) is then ~0 either way.
-        log_m = (0.5 * (p + q)).clamp_min_(torch.finfo(dtype).tiny).log_()
-        ratio_p, ratio_q = log_p.sub_(log_m), log_q.sub_(log_m)
+        p, q, ratio_p, ratio_q = _js_ratios(P, Q, axes, dtype)
         kl_p = (p * ratio_p).sum(axes, keepdim=True)
         kl_q = (q * ratio_q).sum(axes, keepdim=True)
         ctx.save_for_backward(p, q, ratio_p, ratio_q, kl_p, kl_q)
@@ -204,21 +206,44 @@ def _log_softmaxes(P: Tensor, Q: Tensor, axes: Tuple[int, ...], dtype: torch.dty
     return log_softmax(P, axes, dtype), log_softmax(Q, axes, dtype)
 
 
+def _js_ratios(
+    P: Tensor, Q: Tensor, axes: Tuple[int, ...], dtype: torch.dtype
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The softmaxes p, q of the logits and the log-ratios log p − log m, log q − log m (0 where the
+    probability is 0, so that a -inf logit leaves no ``0 * -inf``), with m = (p + q) / 2."""
+    log_p, log_q = _log_softmaxes(P, Q, axes, dtype)
+    p, q = log_p.exp(), log_q.exp()
+    # m >= max(p, q) / 2 underflows only where both terms are below the smallest normal number: clamping
+    # keeps log m finite there (and its backward free of 0 / 0), and p (log p - log m) is then ~0 either way.
+    log_m = (0.5 * (p + q)).clamp_min(torch.finfo(dtype).tiny).log()
+    return p, q, _masked_ratio(p, log_p, log_m), _masked_ratio(q, log_q, log_m)
+
+
+def _masked_ratio(p: Tensor, log_p: Tensor, log_m: Tensor) -> Tensor:
+    """log p − log m, with 0 where p = 0 (a -inf, or underflowed, log p), where its product with p is 0;
+    NaN stays NaN (``NaN == 0`` is false). The subtraction's backward is a copy, so the masked -inf
+    entries send nothing but zeros back."""
+    return torch.where(p == 0, 0.0, log_p - log_m)
+
+
 def _safe_log(Q: Tensor) -> Tensor:
-    """log Q with zeros replaced by the smallest normal number: finite, so that no inf (and, in the backward
-    of the masked-out terms, no NaN) reaches :func:`_plogp_ratio`. Positive values, subnormal ones included,
-    keep their exact logarithm."""
-    return torch.log(torch.where(Q > 0, Q, torch.finfo(Q.dtype).tiny))
+    """log Q with exact zeros replaced by the smallest normal number: finite, so that no inf (and, in the
+    backward of the masked-out terms, no NaN) reaches :func:`_plogp_ratio`. Positive values, subnormal ones
+    included, keep their exact logarithm; NaN, infinite and negative values keep theirs (NaN or inf), so
+    that a bad input shows in the divergence."""
+    return torch.log(torch.where(Q == 0, torch.finfo(Q.dtype).tiny, Q))
 
 
 def _plogp_ratio(P: Tensor, log_q: Tensor) -> Tensor:
     """P (log P − log q), with 0 (and a zero gradient) where P = 0.
 
     The logarithm is taken of P with its zeros replaced by 1: masking only the output would leave
-    ``0 * log 0`` in the backward pass, which is NaN.
+    ``0 * log 0`` in the backward pass, which is NaN. The masked terms are ``0 * log q`` rather than 0, so
+    that a NaN or infinite ``q`` (and any NaN, negative or infinite ``P``) still makes the result NaN or
+    infinite.
     """
-    positive = P > 0
-    return torch.where(positive, P * (torch.log(torch.where(positive, P, 1.0)) - log_q), 0.0)
+    zero = P == 0
+    return torch.where(zero, 0.0 * log_q, P * (torch.log(torch.where(zero, 1.0, P)) - log_q))
 
 
 def _nonnegative(terms: Tensor) -> Tensor:

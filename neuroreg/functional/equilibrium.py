@@ -56,7 +56,8 @@ def equilibrium_logit(
         \right|, \qquad P = \operatorname{softmax}_{\text{prob\_axis}}(X)
 
     Args:
-        X: Logits, floating point (finite values and gradients up to ±1e4 in float32).
+        X: Logits, floating point (finite values and gradients up to ±1e4 in float32, and for ``-inf``
+            logits, which are probabilities of exactly 0; a NaN logit makes its values NaN).
         level_axis: As in :func:`equilibrium`.
         prob_axis: Axis or axes over which each feature's assignment probabilities sum to 1 (the parcels).
         instance_axes: As in :func:`equilibrium`.

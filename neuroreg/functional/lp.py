@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import List, Union
+from typing import List, Optional, Union
 
 import torch
 from torch import Tensor
 
 from neuroreg._validation import check_bool, check_grads, check_real
-from neuroreg.functional._multi_tensor import as_tensor_list, group_by_device_and_dtype, sum_scalars
+from neuroreg.functional._common import promoted_dtype, wide_dtype
+from neuroreg.functional._multi_tensor import (
+    add_grad_widened_,
+    as_tensor_list,
+    group_by_device_and_dtype,
+    nonempty,
+    sparse_grads_as_dense,
+    sum_scalars,
+)
 
 __all__ = ["lp_norm", "lp_norm_add_grad_", "lp_norm_grad"]
 
@@ -23,7 +31,7 @@ def _check(tensors: Tensors, p: float, squared: bool) -> tuple:
     return tensors, p, check_bool("squared", squared)
 
 
-def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> Tensor:
+def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False, dtype: Optional[torch.dtype] = None) -> Tensor:
     r"""Sum over tensors of their entrywise p-norm (optionally squared).
 
     .. math::
@@ -37,9 +45,15 @@ def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> Tenso
         tensors: A tensor or a sequence of floating-point tensors of any shapes.
         p: Order of the norm, a real > 0 or ``math.inf``.
         squared: Square each norm (``p=2, squared=True`` is the sum of squares, Keras' L2).
+        dtype: The dtype of the returned value (default: the tensors' promoted dtype); e.g. float32 to keep a
+            sum of float16 norms that exceeds 65504.
+
+    Zero-element tensors contribute 0 (for every ``p``, ``inf`` included). float16 and bfloat16 tensors are
+    reduced in float32 (a float16 norm above 65504 would otherwise be ``inf``), and the value is returned in
+    ``dtype``. NaN or infinite entries make the value NaN or infinite.
 
     Returns:
-        A 0-d tensor (a float zero for an empty sequence).
+        A 0-d tensor in ``dtype`` (a float zero for an empty sequence).
 
     Example:
         >>> lp_norm([torch.tensor([3.0, -4.0]), torch.tensor([[1.0, 0.0], [0.0, -1.0]])], p=1)
@@ -51,10 +65,15 @@ def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> Tenso
     if not tensors:
         return torch.zeros(())
     norms = []
-    for group in group_by_device_and_dtype(tensors):
-        group_norms = torch._foreach_norm([tensors[i] for i in group], ord=p)
+    for group in group_by_device_and_dtype(nonempty(tensors)):
+        ts = [tensors[i] for i in group]
+        # float16/bfloat16 tensors are copied to float32 first, rather than reduced with dtype=float32: the
+        # backward of a widened _foreach_norm computes |w|^(p-1) in the narrow dtype, where it overflows.
+        group_norms = torch._foreach_norm([t.to(wide_dtype(t.dtype)) for t in ts], ord=p)
         norms.extend(torch._foreach_mul(group_norms, group_norms) if squared else group_norms)
-    return sum_scalars(norms)
+    if dtype is None:
+        dtype = promoted_dtype(*tensors)
+    return sum_scalars(norms).to(dtype) if norms else tensors[0].new_zeros((), dtype=dtype)
 
 
 def lp_norm_add_grad_(
@@ -74,7 +93,14 @@ def lp_norm_add_grad_(
 
     The common cases are one or two multi-tensor kernels per (device, dtype) group: ``p=2, squared`` adds
     ``2·alpha·W`` (exactly weight decay), ``p=1`` adds ``alpha·sign(W)``, ``p=2`` adds ``alpha·W/‖W‖`` (one
-    norm pass and one fused multiply-add, with no temporary the size of the parameters).
+    norm pass and one fused multiply-add, with no temporary the size of the parameters). The gradients that
+    need a norm are computed in float32 for float16/bfloat16 tensors and added in their dtype. Zero-element
+    tensors are skipped.
+
+    A sparse COO ``grads[k]`` (the ``.grad`` of an ``nn.Embedding(sparse=True)`` after the task's backward)
+    stays sparse: it receives the gradient at its own indices only, the rows that a sparse optimizer such as
+    ``torch.optim.SparseAdam`` updates (lazy regularization; see
+    :func:`~neuroreg.functional._multi_tensor.sparse_grads_as_dense`).
 
     Args:
         grads: One tensor per input tensor, same shapes, updated in place (usually the ``.grad`` fields).
@@ -90,8 +116,8 @@ def lp_norm_add_grad_(
     """
     tensors, p, squared = _check(tensors, p, squared)
     check_grads(grads, tensors)
-    with torch.no_grad():
-        for group in group_by_device_and_dtype(tensors):
+    with torch.no_grad(), sparse_grads_as_dense(grads) as grads:
+        for group in group_by_device_and_dtype(nonempty(tensors)):
             ts = [tensors[i] for i in group]
             gs = [grads[i] for i in group]
             if p == 2 and squared:
@@ -99,6 +125,10 @@ def lp_norm_add_grad_(
                 continue
             if p == 1 and not squared:
                 torch._foreach_add_(gs, torch._foreach_sign(ts), alpha=alpha)
+                continue
+            if wide_dtype(ts[0].dtype) != ts[0].dtype:
+                # The same gradient on float32 copies, added back in the tensors' dtype.
+                add_grad_widened_(lambda wgs, wts: lp_norm_add_grad_(wgs, wts, p, squared=squared, alpha=alpha), gs, ts)
                 continue
             norms = torch._foreach_norm(ts, ord=p)
             if p == 2:
@@ -119,9 +149,9 @@ def _direction(tensor: Tensor, norm: Tensor, p: float) -> Tensor:
     if math.isinf(p):
         at_max = (tensor.abs() == norm) & (norm > 0)
         return tensor.sign() * at_max / at_max.sum().clamp_min(1)
-    magnitude = torch.where(tensor == 0, torch.zeros_like(tensor), tensor.abs().pow(p - 1))
-    scale = torch.where(norm > 0, norm.pow(1 - p), torch.zeros_like(norm))
-    return tensor.sign() * magnitude * scale
+    # (|w| / ‖W‖)^(p-1) <= 1, where |w|^(p-1) and ‖W‖^(p-1) apart could overflow (inf / inf = NaN).
+    ratio = tensor.abs() / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return tensor.sign() * torch.where(tensor == 0, torch.zeros_like(tensor), ratio.pow(p - 1))
 
 
 def lp_norm_grad(tensors: Tensors, p: float = 1.0, *, squared: bool = False) -> List[Tensor]:
