@@ -20,6 +20,9 @@ Cases (targets from the performance issue):
   6. FiringRateRange on a (64, 200, 512) activity, task + penalty forward+backward: joint mode (attached: the
      closed-form gradient joins in a tensor hook) vs the same penalty written by hand in autograd and added to the
      loss, beside the task alone (the floor): joint no slower than by hand, with less peak memory.
+  7. The proximal L1 step (soft-thresholding) over 20 x 1024² parameters: ``functional.l1_prox_`` and
+     ``L1(update="proximal").prox_step_`` vs ``torch._foreach`` soft-thresholding written by hand
+     (``sign(w) * max(|w| - t, 0)``, and the ``w - clamp(w, -t, t)`` form): within 1.2x of by hand.
 """
 
 from __future__ import annotations
@@ -286,6 +289,39 @@ def activity_case(device: torch.device, quick: bool) -> List[Case]:
     )]
 
 
+def prox_case(device: torch.device, n_params: int, size: int) -> List[Case]:
+    params = parameters([(size, size)] * n_params, device)
+    threshold = 1e-6   # lr * Lambda: small, so that repeats keep the weights non-zero and the work the same
+    reg = nr.L1(params, Lambda=1e-3, update="proximal")
+
+    def by_hand_sign_max():
+        magnitudes = torch._foreach_abs(params)
+        torch._foreach_sub_(magnitudes, threshold)
+        torch._foreach_clamp_min_(magnitudes, 0.0)
+        torch._foreach_mul_(magnitudes, torch._foreach_sign(params))
+        torch._foreach_copy_(params, magnitudes)
+
+    def by_hand_clamp():
+        clipped = torch._foreach_clamp_min(params, -threshold)
+        torch._foreach_clamp_max_(clipped, threshold)
+        torch._foreach_sub_(params, clipped)
+
+    def under_no_grad(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    return [Case(
+        f"7. prox L1 over {n_params}x{size}²",
+        {"by hand foreach sign·max(|w|−t, 0)": under_no_grad(by_hand_sign_max),
+         "by hand foreach w − clamp(w, −t, t)": under_no_grad(by_hand_clamp),
+         "neuroreg functional.l1_prox_": lambda: nr.functional.l1_prox_(params, threshold),
+         "neuroreg L1(update='proximal').prox_step_": lambda: reg.prox_step_(threshold / reg.Lambda)},
+        reference="by hand foreach sign·max(|w|−t, 0)",
+    )]
+
+
 def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
     header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
     if baseline:
@@ -323,6 +359,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         loss_cases(device, args.quick),
         spatial_graph_cases(device, args.quick),
         activity_case(device, args.quick),
+        prox_case(device, 4 if args.quick else 20, 256 if args.quick else 1024),
     ]
     cases = [case for group in groups for case in group]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"

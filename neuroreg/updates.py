@@ -21,6 +21,7 @@ their ``reduction`` (``"sum"`` or ``"mean"`` over each tensor's entries), which 
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from typing import Any, Callable, Dict, FrozenSet, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -385,6 +386,18 @@ class PenaltyUpdates:
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         if self.update == "gradient":
             super()._add_joint_grad_(held, scale)  # type: ignore[misc]
+
+    def _start_joint(self, key: Any, scale: Callable[[], float]) -> None:
+        # A container (RegularizationList) attached for its members adds their gradients but does not run their
+        # post-step updates: say so rather than regularize silently not at all.
+        if self.update != "gradient" and key != id(self):
+            warnings.warn(
+                f"{self.name} (update={self.update!r}) inside an attached RegularizationList is not applied: the list "
+                f"adds its members' gradients only; attach {self.name} to the optimizer itself",
+                UserWarning,
+                stacklevel=2,
+            )
+        super()._start_joint(key, scale)  # type: ignore[misc]
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._update_before_step_(optimizer, 1.0)

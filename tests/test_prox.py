@@ -346,3 +346,11 @@ def test_proximal_refuses_parametrized_effective_tensors() -> None:
         nr.L1(layer, update="proximal")
     reg = nr.L1(layer, update="proximal", effective=False)
     assert "weight" not in reg.param_names and len(reg.param_names) == 2
+
+
+def test_a_list_attached_for_a_proximal_member_warns_that_it_is_not_applied() -> None:
+    (w,) = make_params((3,), seed=0)
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    regs = nr.RegularizationList([nr.L1([w], update="proximal", name="sparse")])
+    with pytest.warns(UserWarning, match=r"sparse \(update='proximal'\) inside an attached RegularizationList"):
+        regs.attach(optimizer)
