@@ -21,7 +21,7 @@ from neuroreg._validation import (
     parametrized_tensors,
 )
 from neuroreg.callbacks import BaseCallback
-from neuroreg.functional._multi_tensor import sum_scalars
+from neuroreg.functional._multi_tensor import full, grads_laid_out_like, is_dtensor, sum_scalars
 from neuroreg.updates import OptimizerHooks, optimizer_param_ids
 
 __all__ = ["BaseRegularization", "RegularizationList"]
@@ -166,6 +166,9 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         self._lambda_value = weight
         self._step_value = 0
         self._lambda_cache: Dict[tuple, Tensor] = {}
+        self._sharded_buffers: Dict[int, tuple] = {}
+        self._align_dtensor_grads = False
+        self._sync_pending = True
         self._last_raw: Optional[Tensor] = None
         self._last_weighted: Optional[Tensor] = None
         self._value_stale = False
@@ -245,8 +248,19 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         themselves). That backward is first order only; for higher-order gradients use
         ``reg.Lambda * reg.forward()``, which autograd differentiates through.
         """
+        if self._sync_pending:
+            self._sync_references()
         params = self.regularized_parameters() if self._closed_form_call(args, kwargs) else []
-        raw = _ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs)
+        if params and is_dtensor(params[0]):
+            # FSDP2: autograd differentiates through the shards, each gradient laid out like its parameter.
+            state = self.__dict__
+            state["_align_dtensor_grads"], params = True, []
+            try:
+                raw = full(super().__call__(*args, **kwargs))
+            finally:
+                state["_align_dtensor_grads"] = False
+        else:
+            raw = full(_ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs))
         weighted = raw * self._lambda_as(raw)
         # Plain attributes, set past nn.Module.__setattr__'s checks (a few µs a call at small sizes).
         state = self.__dict__
@@ -278,12 +292,45 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     def _regularized_buffers(self, prefix: str) -> List[Tensor]:
         """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
         buffers = self._buffer_list(prefix)
-        return [buffer for param, buffer, frozen in zip(self.params, buffers, self._frozen) if _acts_on(param, frozen)]
+        held = [(p, buffer) for p, buffer, frozen in zip(self.params, buffers, self._frozen) if _acts_on(p, frozen)]
+        return [self._laid_out_like(param, buffer) if is_dtensor(param) else buffer for param, buffer in held]
+
+    def _laid_out_like(self, param: Tensor, buffer: Tensor) -> Tensor:
+        """``buffer`` (a full reference tensor, as saved in ``state_dict``) as a DTensor with ``param``'s mesh
+        and placements: each rank takes its own shard of its copy, with no communication (the references are
+        the same on every rank, see :meth:`_sync_references`). Cached until the buffer changes."""
+        if is_dtensor(buffer):
+            return buffer
+        from torch.distributed.tensor import distribute_tensor
+
+        key = (id(buffer), buffer._version, param.device_mesh, tuple(param.placements))
+        cached = self._sharded_buffers.get(id(buffer))
+        if cached is None or cached[0] != key:
+            sharded = distribute_tensor(buffer, param.device_mesh, param.placements, src_data_rank=None)
+            cached = self._sharded_buffers[id(buffer)] = (key, sharded)
+        return cached[1]
+
+    def _sync_references(self) -> None:
+        """Once torch.distributed is initialized with several processes: broadcast this regularization's
+        buffers (reference signs and weights, masks) from rank 0, so that every rank regularizes toward the same
+        references (drawn with ``seed=None``, or taken from a per-rank initialization before DDP's broadcast).
+        Runs at the first call, accumulation or attachment after ``init_process_group``, on every rank."""
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        self._sync_pending = False
+        if torch.distributed.get_world_size() < 2:
+            return
+        for name, buffer in self._buffers.items():
+            # A DTensor buffer (built on DTensor parameters) is one global tensor already.
+            if name not in ("_lambda", "_step") and buffer is not None and not is_dtensor(buffer):
+                torch.distributed.broadcast(buffer, src=0)
 
     def regularized_parameters(self) -> List[Tensor]:
         """The tensors the penalty acts on now: the held parameters that are not frozen, each parametrized one
         as its effective tensor (computed now, differentiable into the raw parameter; see ``effective``)."""
         self._follow_replaced_parameters()
+        if self._align_dtensor_grads:
+            return grads_laid_out_like([p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)])
         if not any(self._views):
             return [p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)]
         return [
@@ -456,6 +503,8 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         self._accumulate_grad(1.0, with_value)
 
     def _accumulate_grad(self, scale: float, with_value: bool) -> None:
+        if self._sync_pending:
+            self._sync_references()
         if not self.closed_form_grad:
             with torch.enable_grad():
                 penalty = self()
@@ -684,6 +733,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
         state = super().__getstate__()
         state["_attachments"], state["_trainer_attachments"] = {}, []
         state["_copy_memo"] = None
+        state["_lambda_cache"], state["_sharded_buffers"] = {}, {}   # caches of this object's own tensors
         return state
 
     def __reduce_ex__(self, protocol: int) -> Any:

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import socket
-import sys
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, List
 
@@ -18,6 +13,7 @@ from torch import nn
 import neuroreg as nr
 from neuroreg.callbacks import HOOK_ORDER, BaseCallback
 from neuroreg.testing import BPTT, ProtocolTrainer
+from tests.distributed_support import WORLD_SIZE, init_worker, run_workers
 from tests.protocol import make_batches, parameters_of, seeded_model
 
 
@@ -442,29 +438,21 @@ def test_resuming_from_a_checkpoint_continues_exactly() -> None:
     assert resumed.pbar_postfixes[-1] == pytest.approx(uninterrupted[2][-1])
 
 
-# --- DistributedDataParallel on gloo -----------------------------------------------------------------------------
-# Every step of the rendezvous has a deadline, so that a machine where two processes cannot talk over loopback
-# skips this test instead of hanging the suite: gloo's own default timeout is 30 minutes per operation.
-DDP_WORLD_SIZE, DDP_BATCHES = 2, 4
-DDP_TIMEOUT = timedelta(seconds=60)
+# --- DistributedDataParallel on gloo (see tests/distributed_support.py) ----------------------------------------
+DDP_BATCHES = 4
 
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    # Loopback by name: gloo otherwise binds to whatever address the host name resolves to.
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo0" if sys.platform == "darwin" else "lo"
-    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=DDP_TIMEOUT)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=DDP_WORLD_SIZE, timeout=DDP_TIMEOUT)
+    init_worker(rank, port, out_dir)
     try:
-        dist.barrier()
-        Path(out_dir, f"ready{rank}").touch()
         model = seeded_model()
         ddp = nn.parallel.DistributedDataParallel(model)
         reg = l1_list(model)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=LR)
         for x, y in make_batches(DDP_BATCHES):
-            shard = slice(rank * len(x) // DDP_WORLD_SIZE, (rank + 1) * len(x) // DDP_WORLD_SIZE)
+            shard = slice(rank * len(x) // WORLD_SIZE, (rank + 1) * len(x) // WORLD_SIZE)
             optimizer.zero_grad()
             nn.functional.mse_loss(ddp(x[shard]), y[shard]).backward()
             reg.accumulate_grad()
@@ -475,38 +463,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_distributed_data_parallel_replicas_match_single_process_training(tmp_path: Path) -> None:
-    import torch.distributed as dist
-    import torch.multiprocessing as mp
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not built in")
-    try:
-        with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname(), 5):
-            pass
-    except OSError as error:
-        pytest.skip(f"no TCP on loopback here: {error}")
-    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=DDP_TIMEOUT, wait_for_workers=False)
-    workers = mp.start_processes(
-        _ddp_worker, args=(store.port, str(tmp_path)), nprocs=DDP_WORLD_SIZE, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + 3 * DDP_TIMEOUT.total_seconds()
-    try:
-        while not workers.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                break
-    except mp.ProcessRaisedException as error:
-        if not all((tmp_path / f"ready{rank}").exists() for rank in range(DDP_WORLD_SIZE)):
-            pytest.skip(f"gloo processes cannot rendezvous on loopback here: {error}")
-        raise
-    finally:
-        for process in workers.processes:
-            if process.is_alive():
-                process.kill()
-    ready = all((tmp_path / f"ready{rank}").exists() for rank in range(DDP_WORLD_SIZE))
-    if not ready:
-        pytest.skip("gloo processes did not rendezvous on loopback within the deadline")
-    done = [tmp_path / f"rank{rank}.pt" for rank in range(DDP_WORLD_SIZE)]
-    assert all(path.exists() for path in done), "DDP training did not finish within the deadline"
-    rank0, rank1 = (torch.load(path, weights_only=True) for path in done)
+    run_workers(_ddp_worker, tmp_path)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE))
     assert all(torch.equal(a, b) for a, b in zip(rank0, rank1))
     assert_same(rank0, train_by_hand(l1_list, make_batches(DDP_BATCHES)))

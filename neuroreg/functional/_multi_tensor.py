@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -17,7 +17,12 @@ from neuroreg.functional._common import wide_dtype
 __all__ = [
     "add_grad_widened_",
     "as_tensor_list",
+    "foreach_mul",
+    "foreach_norm",
+    "foreach_ok",
+    "foreach_sub",
     "full",
+    "grads_laid_out_like",
     "group_by_device_and_dtype",
     "is_dtensor",
     "nonempty",
@@ -61,6 +66,63 @@ def full(tensor: Tensor) -> Tensor:
     """A DTensor's global value as a plain tensor (differentiable: its backward shards the gradient), or
     ``tensor`` itself."""
     return tensor.full_tensor() if is_dtensor(tensor) else tensor
+
+
+class _GradLaidOutLikeInput(torch.autograd.Function):
+    """Identity whose backward gives the gradient its input's DTensor placements: a penalty's gradient may
+    come back replicated (e.g. through an uneven shard), which FSDP2 cannot add to the sharded gradient."""
+
+    @staticmethod
+    def forward(tensor: Tensor) -> Tensor:
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.mesh, ctx.placements = inputs[0].device_mesh, inputs[0].placements
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.redistribute(ctx.mesh, ctx.placements) if is_dtensor(grad) else grad
+
+
+def grads_laid_out_like(tensors: Sequence[Tensor]) -> List[Tensor]:
+    """``tensors``, each DTensor that requires grad passed through an identity whose backward lays its
+    gradient out like the DTensor itself (see ``_GradLaidOutLikeInput``)."""
+    return [_GradLaidOutLikeInput.apply(t) if is_dtensor(t) and t.requires_grad else t for t in tensors]
+
+
+def foreach_ok(tensors: Sequence[Tensor]) -> bool:
+    """Whether the ``torch._foreach_*`` kernels take ``tensors`` for a value: they have no batching rule under
+    ``torch.func.vmap``, and a DTensor norm is a pending per-shard reduction that must be completed before
+    norms are combined, so tensors wrapped by a torch.func transform and DTensors take per-tensor ops."""
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace is_functorch_wrapped_tensor (a graph break); it can trace whether a transform is on.
+        transformed = torch._C._are_functorch_transforms_active()
+        return not transformed and not any(is_dtensor(tensor) for tensor in tensors)
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return not any(is_wrapped(tensor) or is_dtensor(tensor) for tensor in tensors)
+
+
+def foreach_norm(tensors: Sequence[Tensor], ord: float, dtype: Optional[torch.dtype] = None) -> List[Tensor]:
+    """``torch._foreach_norm``, or per-tensor ``vector_norm`` where the multi-tensor kernel does not apply
+    (each DTensor's norm completed across its shards: a plain 0-d tensor)."""
+    if foreach_ok(tensors):
+        return list(torch._foreach_norm(tensors, ord=ord, dtype=dtype))
+    return [full(torch.linalg.vector_norm(tensor, ord=ord, dtype=dtype)) for tensor in tensors]
+
+
+def foreach_mul(tensors: Sequence[Tensor], others: Sequence[Tensor]) -> List[Tensor]:
+    """``torch._foreach_mul`` of two lists, per tensor where the multi-tensor kernel does not apply."""
+    if foreach_ok([*tensors, *others]):
+        return list(torch._foreach_mul(tensors, others))
+    return [tensor * other for tensor, other in zip(tensors, others)]
+
+
+def foreach_sub(tensors: Sequence[Tensor], others: Sequence[Tensor]) -> List[Tensor]:
+    """``torch._foreach_sub`` of two lists, per tensor where the multi-tensor kernel does not apply."""
+    if foreach_ok([*tensors, *others]):
+        return list(torch._foreach_sub(tensors, others))
+    return [tensor - other for tensor, other in zip(tensors, others)]
 
 
 def nonempty(tensors: Sequence[Tensor]) -> List[Tensor]:

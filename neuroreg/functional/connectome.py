@@ -19,6 +19,7 @@ from neuroreg.functional._common import compute_dtype, promoted_dtype, wide_dtyp
 from neuroreg.functional._multi_tensor import (
     add_grad_widened_,
     as_tensor_list,
+    foreach_sub,
     group_by_device_and_dtype,
     nonempty,
     sparse_grads_as_dense,
@@ -360,7 +361,7 @@ def weights_distance(tensors: Tensors, references: Tensors, p: float = 1, *, squ
     tensors, references = _with_references("references", tensors, references)
     if not tensors:
         return torch.zeros(())
-    return lp_norm(torch._foreach_sub(tensors, references), p, squared=squared)
+    return lp_norm(foreach_sub(tensors, references), p, squared=squared)
 
 
 def weights_distance_add_grad_(

@@ -14,6 +14,8 @@ from neuroreg.functional._common import promoted_dtype, wide_dtype
 from neuroreg.functional._multi_tensor import (
     add_grad_widened_,
     as_tensor_list,
+    foreach_mul,
+    foreach_norm,
     group_by_device_and_dtype,
     nonempty,
     sparse_grads_as_dense,
@@ -69,8 +71,8 @@ def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False, dtype: O
         ts = [tensors[i] for i in group]
         # float16/bfloat16 tensors are copied to float32 first, rather than reduced with dtype=float32: the
         # backward of a widened _foreach_norm computes |w|^(p-1) in the narrow dtype, where it overflows.
-        group_norms = torch._foreach_norm([t.to(wide_dtype(t.dtype)) for t in ts], ord=p)
-        norms.extend(torch._foreach_mul(group_norms, group_norms) if squared else group_norms)
+        group_norms = foreach_norm([t.to(wide_dtype(t.dtype)) for t in ts], p)
+        norms.extend(foreach_mul(group_norms, group_norms) if squared else group_norms)
     if dtype is None:
         dtype = promoted_dtype(*tensors)
     return sum_scalars(norms).to(dtype) if norms else tensors[0].new_zeros((), dtype=dtype)
