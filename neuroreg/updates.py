@@ -388,12 +388,13 @@ class PenaltyUpdates:
             super()._add_joint_grad_(held, scale)  # type: ignore[misc]
 
     def _start_joint(self, key: Any, scale: Callable[[], float]) -> None:
-        # A container (RegularizationList) attached for its members adds their gradients but does not run their
-        # post-step updates: say so rather than regularize silently not at all.
+        # A container acting for it (an attached RegularizationList, the Lightning callback) adds gradients but
+        # does not run its step updates: say so rather than regularize otherwise than asked.
         if self.update != "gradient" and key != id(self):
             warnings.warn(
-                f"{self.name} (update={self.update!r}) inside an attached RegularizationList is not applied: the list "
-                f"adds its members' gradients only; attach {self.name} to the optimizer itself",
+                f"{self.name} (update={self.update!r}) is not applied by a container acting for it (an attached "
+                f"RegularizationList, the Lightning callback), which adds gradients only; attach {self.name} to the "
+                "optimizer itself",
                 UserWarning,
                 stacklevel=2,
             )

@@ -352,5 +352,5 @@ def test_a_list_attached_for_a_proximal_member_warns_that_it_is_not_applied() ->
     (w,) = make_params((3,), seed=0)
     optimizer = torch.optim.SGD([w], lr=0.1)
     regs = nr.RegularizationList([nr.L1([w], update="proximal", name="sparse")])
-    with pytest.warns(UserWarning, match=r"sparse \(update='proximal'\) inside an attached RegularizationList"):
+    with pytest.warns(UserWarning, match=r"sparse \(update='proximal'\) is not applied by a container acting for it"):
         regs.attach(optimizer)
