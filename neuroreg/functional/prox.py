@@ -95,11 +95,7 @@ def squared_l2_prox_(tensors: Tensors, step: Steps) -> None:
         >>> squared_l2_prox_([w], 1.0); w
         tensor([ 1., -2.])
     """
-    tensors = as_tensor_list("tensors", tensors)
-    steps = _check_steps(step, len(tensors))
-    with torch.no_grad():
-        for _, ts, ss in _grouped(tensors, steps):
-            torch._foreach_div_(ts, [1 + 2 * s for s in ss])
+    _scale_(tensors, step, lambda s: 1 / (1 + 2 * s))
 
 
 def squared_l2_decay_(tensors: Tensors, step: Steps) -> None:
@@ -117,11 +113,16 @@ def squared_l2_decay_(tensors: Tensors, step: Steps) -> None:
         >>> squared_l2_decay_([w], 0.05); w
         tensor([ 0.9000, -1.8000])
     """
+    _scale_(tensors, step, lambda s: 1 - 2 * s)
+
+
+def _scale_(tensors: Tensors, step: Steps, factor: Callable[[float], float]) -> None:
+    """``W *= factor(t)`` in place, for each tensor's step size ``t``."""
     tensors = as_tensor_list("tensors", tensors)
     steps = _check_steps(step, len(tensors))
     with torch.no_grad():
         for _, ts, ss in _grouped(tensors, steps):
-            torch._foreach_mul_(ts, [1 - 2 * s for s in ss])
+            torch._foreach_mul_(ts, [factor(s) for s in ss])
 
 
 def weights_distance_l1_prox_(tensors: Tensors, references: Tensors, step: Steps) -> None:
