@@ -22,6 +22,8 @@ from neuroreg.functional import (
     weights_distance_squared_l2_decay_,
     weights_distance_squared_l2_prox_,
 )
+from tests.neurotorch_support import import_neurotorch
+from tests.protocol import make_batches, seeded_model
 from tests.registry import make_params
 
 SHAPES = ((6, 5), (7,), (2, 3, 4))
@@ -354,3 +356,29 @@ def test_a_list_attached_for_a_proximal_member_warns_that_it_is_not_applied() ->
     regs = nr.RegularizationList([nr.L1([w], update="proximal", name="sparse")])
     with pytest.warns(UserWarning, match=r"sparse \(update='proximal'\) is not applied by a container acting for it"):
         regs.attach(optimizer)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_proximal_l1_in_neurotorchs_trainer_equals_sgd_then_soft_thresholding_by_hand() -> None:
+    nt = import_neurotorch()
+    batches = make_batches(6)
+    lr, Lambda = 0.1, 0.05
+    model = seeded_model()
+    reg = nr.L1(model, Lambda=Lambda, select=nr.select.weights, update="proximal")
+    bptt = nt.BPTT(optimizer=torch.optim.SGD(model.parameters(), lr=lr), criterion=nn.MSELoss(), name="bptt")
+    x, y = (torch.cat(tensors) for tensors in zip(*batches))
+    data = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=16)
+    nt.trainers.Trainer(model, callbacks=[reg, bptt], device=torch.device("cpu"), verbose=False).train(
+        data, n_iterations=1)
+    expected = seeded_model()
+    optimizer = torch.optim.SGD(expected.parameters(), lr=lr)
+    for xb, yb in batches:
+        optimizer.zero_grad()
+        nn.functional.mse_loss(expected(xb), yb).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for layer in (expected[0], expected[2]):   # the weights; biases are not selected
+                layer.weight.copy_(torch.from_numpy(soft_threshold(layer.weight.numpy(), lr * Lambda)))
+    for got, want in zip(model.parameters(), expected.parameters()):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+    assert int((model[0].weight == 0).sum()) > 0 and reg.attached_optimizers == []
