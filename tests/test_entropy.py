@@ -126,6 +126,15 @@ def test_closed_form_gradient_equals_autograd(options) -> None:
     torch.testing.assert_close(closed, torch.autograd.grad((terms * weights).sum(), logits)[0])
 
 
+def test_torch_func_transforms_differentiate_the_terms() -> None:
+    logits = torch.randn(3, 4, 5, dtype=torch.float64)
+    values = torch.func.vmap(lambda x: entropy_logit(x, axis=0).sum())(logits)
+    torch.testing.assert_close(values, torch.stack([entropy_logit(x, axis=0).sum() for x in logits]))
+    got = torch.func.grad(lambda x: entropy_logit(x, keepdims=False).sum())(logits)
+    leaf = logits.clone().requires_grad_()
+    torch.testing.assert_close(got, torch.autograd.grad(entropy_logit(leaf, keepdims=False).sum(), leaf)[0])
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_reduced_precision_is_computed_in_float32(dtype) -> None:
     logits = torch.randn(4, 300)
