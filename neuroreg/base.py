@@ -339,6 +339,12 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
             if _acts_on(p, frozen)
         ]
 
+    def _held_tensors(self) -> List[tuple]:
+        """Every held tensor, frozen ones included, as ``(tensor, acts)``: ``acts`` as in
+        :meth:`regularized_parameters` (for losses that take their held tensors in fixed groups)."""
+        self._follow_replaced_parameters()
+        return [(p, _acts_on(p, frozen)) for p, frozen in zip(self.params, self._frozen)]
+
     def _trainable_parameters(self) -> List[nn.Parameter]:
         """The held Parameters that are not frozen (raw ones for parametrized tensors), in held order."""
         self._follow_replaced_parameters()

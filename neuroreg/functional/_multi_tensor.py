@@ -28,6 +28,7 @@ __all__ = [
     "nonempty",
     "sparse_grads_as_dense",
     "sum_scalars",
+    "unwrapped",
 ]
 
 
@@ -89,6 +90,14 @@ def grads_laid_out_like(tensors: Sequence[Tensor]) -> List[Tensor]:
     """``tensors``, each DTensor that requires grad passed through an identity whose backward lays its
     gradient out like the DTensor itself (see ``_GradLaidOutLikeInput``)."""
     return [_GradLaidOutLikeInput.apply(t) if is_dtensor(t) and t.requires_grad else t for t in tensors]
+
+
+def unwrapped(tensor: Tensor) -> Tensor:
+    """The plain tensor under torch.func's wrappers (all the copies of a vmapped tensor at once): a check on
+    values (``bool(...)``) cannot branch on a wrapped tensor, but can on what it wraps."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+        tensor = torch._C._functorch.get_unwrapped(tensor)
+    return tensor
 
 
 def foreach_ok(tensors: Sequence[Tensor]) -> bool:

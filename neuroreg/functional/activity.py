@@ -26,7 +26,7 @@ from torch import Tensor
 
 from neuroreg._validation import check_axes, check_choice, check_floating_tensor, check_open_unit, check_real
 from neuroreg.functional._common import Axes, compute_dtype
-from neuroreg.functional._multi_tensor import as_tensor_list, sum_scalars
+from neuroreg.functional._multi_tensor import as_tensor_list, sum_scalars, unwrapped
 
 __all__ = [
     "activity_l1",
@@ -346,7 +346,7 @@ def _kl_options(target: float, eps: float) -> Tuple[float, float]:
 def _check_kl(rates: Tensor, target: float, eps: float) -> Tuple[float, float]:
     target, eps = _kl_options(target, eps)
     # NaN passes (NaN in, NaN out); a finite or infinite rate outside [0, 1] is refused.
-    if bool(((rates < 0) | (rates > 1)).any()):
+    if bool(((unwrapped(rates) < 0) | (unwrapped(rates) > 1)).any()):   # the values of every torch.func copy
         raise ValueError(
             f"firing rates must be in [0, 1] for a KL penalty (spikes or probabilities), got rates from "
             f"{float(rates.detach().min()):g} to {float(rates.detach().max()):g}"

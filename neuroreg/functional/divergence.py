@@ -148,7 +148,9 @@ def js_divergence_logit(
         tensor([0.6931])
     """
     axes, dtype, out_dtype = _check(P, Q, axis, keepdims, reduce)
-    if reduce:
+    # Under torch.func transforms (vmap, grad, jacrev) autograd differentiates the terms instead: the closed
+    # form is a plain autograd.Function, which functorch cannot batch.
+    if reduce and not torch._C._are_functorch_transforms_active():
         return _nonnegative(_JSDivergenceLogit.apply(P, Q, axes, keepdims, dtype)).to(out_dtype)
     p, q, ratio_p, ratio_q = _js_ratios(P, Q, axes, dtype)
     return _reduce(_nonnegative(0.5 * (p * ratio_p + q * ratio_q)), axes, keepdims, reduce, out_dtype)

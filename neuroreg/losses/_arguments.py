@@ -71,7 +71,7 @@ class _ArgumentsLoss(_ScalarisedLoss):
         if self.params:
             if inputs or named:
                 raise TypeError(f"{self.name} regularizes its held parameters and takes no inputs")
-            held, group = list(self.params), len(self.held)
+            held, group = self._held_tensors(), len(self.held)
             if len(held) % group != 0:
                 raise ValueError(
                     f"{type(self).__name__} holds its parameters in groups of {group} ({', '.join(self.held)}), "
@@ -80,8 +80,8 @@ class _ArgumentsLoss(_ScalarisedLoss):
             values = []
             for start in range(0, len(held), group):
                 members = held[start:start + group]
-                if any(member.requires_grad for member in members):
-                    values.append(self._evaluate(dict(zip(self.held, members))))
+                if any(acts for _, acts in members):
+                    values.append(self._evaluate(dict(zip(self.held, (tensor for tensor, _ in members)))))
             return sum_scalars(values) if values else self._zero()
         if len(inputs) > len(self.arguments):
             raise TypeError(
