@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.mutate import changed_lines, mirrored_tests, mutants, report, run_mutants
+from tools.mutate import _copy_repository, changed_lines, mirrored_tests, mutants, report, run_mutants
 
 CLIP = '''\
 """A module docstring: never mutated."""
@@ -123,7 +123,8 @@ def test_changed_lines_since_a_ref(project: Path) -> None:
     assert changed_lines(project, "HEAD", "pkg") == {"pkg/clip.py": {11}, "pkg/new.py": None}
     git("commit", "-q", "-am", "high - 0")
     assert changed_lines(project, "HEAD~1", "pkg", ref="HEAD") == {"pkg/clip.py": {11}}
-    # With ref=, the committed version is mutated and tested, whatever the working tree holds.
+    # With ref=, the committed files are copied (and mutated, and tested), whatever the working tree holds.
     (project / "pkg" / "clip.py").write_text("syntax error (")
-    results = run_mutants(project, {"pkg/clip.py": {11}}, nice=0, ref="HEAD", out=io.StringIO())
-    assert [r.mutant.description for r in results] == ["if block dropped", "- -> +", "0 -> 1"]  # lines 10-11
+    _copy_repository(project, project / "copy", "HEAD")
+    assert (project / "copy" / "pkg" / "clip.py").read_text() == CLIP.replace("return high", "return high - 0")
+    assert (project / "copy" / "tests" / "test_clip.py").read_text() == TEST_CLIP

@@ -390,6 +390,13 @@ while True:
     pid = os.fork()
     if pid == 0:
         os.setsid()
+        try:  # a failing example kills the mutant: shrinking it (minutes on a loaded machine) is not needed
+            import hypothesis
+            phases = [hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate]
+            hypothesis.settings.register_profile("mutate", phases=phases, database=None)
+            hypothesis.settings.load_profile("mutate")
+        except ImportError:
+            pass
         quiet = os.open(os.devnull, os.O_WRONLY)
         os.dup2(quiet, 1)
         os.dup2(quiet, 2)
