@@ -23,11 +23,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch import Tensor
+from torch import Tensor, nn
 
 import neuroreg as nr
 import tests.registry as registry
@@ -417,3 +418,21 @@ def test_joint_mode_keeps_a_sparse_gradient_sparse_with_the_penalty_on_its_rows(
         touched[[0, param.shape[0] - 1]] = 1
         touched = touched.reshape(-1, *([1] * (param.dim() - 1)))
         torch.testing.assert_close(param.grad.to_dense(), task + touched * penalty)
+
+
+# --- half precision: reductions in float32 ------------------------------------------------------------------
+def test_float16_dale_penalty_reduces_in_float32() -> None:
+    # W = S over 120000 entries: alpha ||W||^2 - (1 - alpha) <W, S> = 0.5 * 120000 - 0.5 * 120000 = 0 exactly,
+    # but each term alone is beyond float16's 65504 (a float16 reduction gave inf - inf = NaN).
+    signs = torch.where(torch.rand(400, 300, generator=torch.Generator().manual_seed(0)) < 0.8, 1.0, -1.0)
+    w = nn.Parameter(signs.to(torch.float16))
+    reg = nr.DaleLawL2([w], alpha=0.5, reference_weights=[signs])
+    value = reg()
+    assert value.dtype == torch.float16 and float(value.detach()) == 0.0
+    expected_grad = 0.5 * signs.numpy()  # 2 alpha W - (1 - alpha) S
+    (direct,) = torch.autograd.grad(value, w)
+    w.grad = torch.zeros_like(w)
+    reg.accumulate_grad()
+    for grad in (direct, w.grad):
+        assert grad.dtype == torch.float16
+        np.testing.assert_array_equal(grad.float().numpy(), expected_grad)
