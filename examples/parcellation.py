@@ -14,7 +14,7 @@ k-means), and regularised as hypercoil's examples do, all terms in one ``nr.Loss
 
 Three fits from the same initialisation: the data term alone recovers the unequal regions (sizes 6 % to
 33 % of the voxels); with equilibrium the parcels have equal sizes (16 % to 17 %) but ragged edges; the
-whole recipe gives equal, crisp and compact parcels (compactness 10.1, from 13.5). The script prints the
+whole recipe gives equal, crisp and compact parcels (compactness 10.2, from 13.9). The script prints the
 parcel sizes and other measures and saves the parcels on the sphere (an equal-area map: longitude against
 the sine of latitude) before and after (``--out``, default ``examples/parcellation.png``; needs matplotlib,
 the ``examples`` extra). Run: ``python examples/parcellation.py`` (seconds on a CPU).
@@ -84,7 +84,7 @@ def recipe(name: str, coor: torch.Tensor, voxels: int) -> nr.LossScheme:
     return nr.LossScheme(terms, name=name)
 
 
-def fit(X: torch.Tensor, coor: torch.Tensor, initial: torch.Tensor, name: str, steps: int = 300,
+def fit(X: torch.Tensor, coor: torch.Tensor, initial: torch.Tensor, name: str, steps: int = 200,
         verbose: bool = True) -> torch.Tensor:
     logits = nn.Parameter(initial.clone())
     scheme = recipe(name, coor, X.shape[0])
@@ -133,7 +133,7 @@ def plot(parcellations: Dict[str, torch.Tensor], coor: torch.Tensor, out: Path) 
     return out
 
 
-def main(out: Path = DEFAULT_OUT, steps: int = 300, voxels: int = 600, verbose: bool = True) -> Dict:
+def main(out: Path = DEFAULT_OUT, steps: int = 200, voxels: int = 600, verbose: bool = True) -> Dict:
     torch.manual_seed(0)
     coor = sphere_points(voxels)
     X, labels = synthetic_data(coor)
@@ -162,6 +162,6 @@ def main(out: Path = DEFAULT_OUT, steps: int = 300, voxels: int = 600, verbose: 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     arguments = parser.parse_args()
     main(arguments.out, arguments.steps)
