@@ -80,6 +80,31 @@ def test_weighted_corr_kernel_is_hypercoils_weighted_cov_over_unweighted_std() -
     )
 
 
+def hypercoil_weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """hypercoil's pairedcorr with observation weights: weighted covariance over unweighted std."""
+    xc = x - (x * w).sum(-1, keepdims=True) / w.sum()
+    yc = y - (y * w).sum(-1, keepdims=True) / w.sum()
+    cov = (xc * w) @ yc.T / (w.sum() - (w**2).sum() / w.sum())
+    return cov / np.sqrt(np.outer(x.var(-1, ddof=1), y.var(-1, ddof=1)))
+
+
+def test_kernels_take_a_second_input_and_batches_of_weights() -> None:
+    X1 = torch.randn(2, 9, dtype=torch.float64)
+    x, x1 = X64[0].numpy(), X1.numpy()
+    np.testing.assert_allclose(linear_kernel(X64[0], X1).numpy(), x @ x1.T, rtol=1e-12)
+    np.testing.assert_allclose(corr_kernel(X64[0], X1).numpy(), np.corrcoef(x, x1)[:4, 4:], rtol=1e-12)
+    weights = torch.rand(3, 9, dtype=torch.float64) + 0.5   # one weight vector per batch element
+    for theta in (weights, weights[:, None, :]):   # (*, T) and (*, 1, T) are the same weights
+        for b, K in enumerate(corr_kernel(X64, theta=theta)):
+            expected = hypercoil_weighted_corr(X64[b].numpy(), X64[b].numpy(), weights[b].numpy())
+            np.testing.assert_allclose(K.numpy(), expected, rtol=1e-12)
+        for b, K in enumerate(linear_kernel(X64, theta=theta)):
+            np.testing.assert_allclose(K.numpy(), (X64[b].numpy() * weights[b].numpy()) @ X64[b].numpy().T)
+    couplings = torch.randn(3, 9, 9, dtype=torch.float64)   # one coupling matrix per batch element
+    for b, K in enumerate(linear_kernel(X64, theta=couplings)):
+        np.testing.assert_allclose(K.numpy(), X64[b].numpy() @ couplings[b].numpy() @ X64[b].numpy().T, rtol=1e-12)
+
+
 def test_linear_kernel_parameterisations_equal_numpy() -> None:
     x = X64[0].numpy()
     w = np.linspace(0.5, 2, 9)
@@ -147,6 +172,8 @@ def test_bfloat16_is_computed_in_float32() -> None:
         (lambda: log_det_gram(X64, op="corr"), TypeError, "op must be callable"),
         (lambda: log_det_gram(torch.ones(3, 3, dtype=torch.long)), TypeError, "X must be a floating-point tensor"),
         (lambda: corr_kernel(torch.ones(3)), ValueError, "X0 must have at least 2 dimensions"),
+        (lambda: corr_kernel(X64, l2=-1), ValueError, r"l2 must be in \[0, inf\]"),
+        (lambda: linear_kernel(X64, torch.ones(3)), ValueError, "X1 must have at least 2 dimensions"),
         (lambda: linear_kernel(X64, theta=[1.0]), TypeError, "theta must be a tensor"),
         (lambda: nr.GramDeterminantLoss(theta=1.0), TypeError, "theta must be a tensor"),
         (lambda: nr.GramLogDeterminantLoss(xi=1.0), ValueError, "xi must be <= psi"),
