@@ -23,6 +23,8 @@ Cases (targets from the performance issue):
   7. The proximal L1 step (soft-thresholding) over 20 x 1024² parameters: ``functional.l1_prox_`` and
      ``L1(update="proximal").prox_step_`` vs ``torch._foreach`` soft-thresholding written by hand
      (``sign(w) * max(|w| - t, 0)``, and the ``w - clamp(w, -t, t)`` form): within 1.2x of by hand.
+  8. SpectralNorm of an n x n recurrent weight, gradient of one step (the weight changed, so one power iteration):
+     joint mode and the direct call vs autograd of ``torch.linalg.matrix_norm(W, 2)`` (an SVD): >= 10x at 1024.
 """
 
 from __future__ import annotations
@@ -322,6 +324,31 @@ def prox_case(device: torch.device, n_params: int, size: int) -> List[Case]:
     )]
 
 
+def spectral_cases(device: torch.device, sizes: List[int]) -> List[Case]:
+    cases = []
+    for n in sizes:
+        (weight,) = parameters([(n, n)], device)
+        reg = nr.SpectralNorm([weight])
+
+        def changed(fn, weight=weight):
+            def run():
+                with torch.no_grad():   # a new version of the weight, as after an optimizer step
+                    weight.mul_(1.0)
+                weight.grad = None
+                fn()
+            return run
+
+        cases.append(Case(
+            f"8. SpectralNorm gradient, {n}x{n}",
+            {"autograd torch.linalg.matrix_norm(W, 2)":
+                 changed(lambda weight=weight: torch.linalg.matrix_norm(weight, 2).backward()),
+             "neuroreg SpectralNorm joint (accumulate_grad)": changed(reg.accumulate_grad),
+             "neuroreg SpectralNorm direct call + backward": changed(lambda reg=reg: reg().backward())},
+            reference="autograd torch.linalg.matrix_norm(W, 2)",
+        ))
+    return cases
+
+
 def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
     header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
     if baseline:
@@ -360,6 +387,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         spatial_graph_cases(device, args.quick),
         activity_case(device, args.quick),
         prox_case(device, 4 if args.quick else 20, 256 if args.quick else 1024),
+        spectral_cases(device, [256] if args.quick else [256, 1024]),
     ]
     cases = [case for group in groups for case in group]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"

@@ -49,6 +49,7 @@ from neuroreg.losses import (
     UnpackingLossArgument,
 )
 from neuroreg.norms import L1, L2, Lp
+from neuroreg.spectral import SpectralNorm
 
 __version__ = "0.1.0"
 
@@ -100,6 +101,7 @@ __all__ = [
     "SecondMomentCentredLoss",
     "SecondMomentLoss",
     "SmoothnessLoss",
+    "SpectralNorm",
     "UnilateralLoss",
     "UnpackingLossArgument",
     "WeightsDistance",

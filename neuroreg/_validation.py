@@ -342,9 +342,12 @@ def check_reference_tensors(name: str, references: Any, params: Sequence[Tensor]
         raise TypeError(f"{name} must be a sequence of tensors, got {references!r}")
     references = list(references)
     if len(references) != len(params):
+        # NeuroTorch zips the two and silently regularizes only the first parameters; say how to share one.
+        hint = (f"; to compare every parameter with the same tensor, pass it once per parameter: "
+                f"{name}=[ref] * len(params)" if len(references) == 1 else "")
         raise ValueError(
             f"{name} must hold one tensor per parameter: {len(params)} parameters, "
-            f"{len(references)} references given"
+            f"{len(references)} references given{hint}"
         )
     checked = []
     for index, (reference, param) in enumerate(zip(references, params)):
@@ -858,3 +861,89 @@ def check_dense_grads(owner: str, names: Sequence[str], params: Sequence[Tensor]
 
 UPDATES = ("gradient", "proximal", "decoupled")
 REDUCTIONS = ("sum", "mean")
+
+
+NORMS = ("entrywise", "matrix")
+MATRIX_ORDS = (1, 2, math.inf, -1, -2, -math.inf, "fro", "nuc")
+
+
+def check_norm_ord(name: str, value: Any, shapes: Sequence[Sequence[int]]) -> Union[float, str]:
+    """Return ``value`` (a float, or ``"fro"``/``"nuc"``) after checking ``torch.linalg.norm(W, ord=value)``
+    is defined for a tensor of each of ``shapes``: a vector norm (any real order) for 1-D, one of
+    :data:`MATRIX_ORDS` for 2-D; 0-d and higher ranks have no such norm.
+
+    Example:
+        >>> check_norm_ord("p", "nuc", [(3, 4)])
+        'nuc'
+        >>> check_norm_ord("p", 3, [(5,), (3, 4)])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: p=3 is not a matrix norm order of torch.linalg.norm; 2-D tensors take [...] (tensor 1 ...)
+    """
+    if isinstance(value, str):
+        check_choice(name, value, ("fro", "nuc"))
+    else:
+        value = check_real(name, value, allow_inf=True)
+    for index, shape in enumerate(shapes):
+        ndim = len(shape)
+        if ndim == 2 and value in MATRIX_ORDS:
+            continue
+        if ndim == 1 and not isinstance(value, str):
+            continue
+        shown = order_text(value)
+        if ndim == 2:
+            reason = f"is not a matrix norm order of torch.linalg.norm; 2-D tensors take {list(MATRIX_ORDS)!r}"
+        elif ndim == 1:
+            reason = "is a matrix norm order; 1-D tensors take a real order (a vector norm)"
+        else:
+            reason = (f"has no {ndim}-D norm in torch.linalg.norm, which takes an order only for 1-D and 2-D "
+                      "tensors; select those, or use norm='entrywise'")
+        raise ValueError(f"{name}={shown} {reason} (tensor {index} has shape {tuple(shape)})")
+    return value
+
+
+def check_spectral_arguments(target: Any, n_power_iterations: Any, shapes: Sequence[Sequence[int]]) -> tuple:
+    """Return ``(target, n_power_iterations)`` of a spectral-norm penalty after checking ``target`` is None or a
+    finite real >= 0, ``n_power_iterations`` an int >= 1, and every tensor 2-D.
+
+    Example:
+        >>> check_spectral_arguments(1, 2, [(3, 3)])
+        (1.0, 2)
+        >>> check_spectral_arguments(-0.5, 1, [(3, 3)])
+        Traceback (most recent call last):
+        ...
+        ValueError: target must be in [0, inf], got -0.5
+    """
+    if target is not None:
+        target = check_real("target", target, low=0)
+    n_power_iterations = check_int("n_power_iterations", n_power_iterations, low=1)
+    for index, shape in enumerate(shapes):
+        if len(shape) != 2:
+            raise ValueError(
+                f"params[{index}] has shape {tuple(shape)}: the spectral norm is that of a matrix (2-D weight)"
+            )
+    return target, n_power_iterations
+
+
+def check_norm_and_order(norm: Any, p: Any) -> Tuple[str, Union[float, str]]:
+    """Return ``(norm, p)`` of a norm penalty after checking ``norm`` is one of :data:`NORMS` and ``p`` an order
+    of it: a real > 0 or ``inf`` entrywise; for ``"matrix"``, a real or ``"fro"``/``"nuc"`` (checked against the
+    tensors' ranks by :func:`check_norm_ord` once they are known).
+
+    Example:
+        >>> check_norm_and_order("matrix", "fro")
+        ('matrix', 'fro')
+        >>> check_norm_and_order("entrywise", "fro")
+        Traceback (most recent call last):
+        ...
+        TypeError: p must be a real number, got 'fro' of type str
+    """
+    norm = check_choice("norm", norm, NORMS)
+    if norm == "entrywise":
+        return norm, check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+    return norm, check_norm_ord("p", p, ())
+
+
+def order_text(p: Union[float, str]) -> str:
+    """A norm order as messages and reprs write it: ``2``, ``inf``, ``'fro'``."""
+    return repr(p) if isinstance(p, str) else f"{p:g}"

@@ -11,7 +11,7 @@ sign per column. The penalties themselves are entrywise, so the convention only 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -25,11 +25,14 @@ from neuroreg._validation import (
     check_dale_options,
     check_keywords,
     check_matrix,
+    check_norm_and_order,
+    check_norm_ord,
     check_open_unit,
     check_real,
     check_reduction,
     check_reference_tensors,
     check_update,
+    order_text,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.connectome import (
@@ -43,6 +46,7 @@ from neuroreg.functional.connectome import (
     weights_distance,
     weights_distance_add_grad_,
 )
+from neuroreg.functional.matrix_norms import Ord, weights_matrix_distance, weights_matrix_distance_add_grad_
 from neuroreg.functional.prox import (
     dale_sign_prox_,
     weights_distance_l1_prox_,
@@ -514,9 +518,13 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         \mathcal{L} = \Lambda \sum_k c_k \lVert W_k - W_{k,\text{ref}} \rVert_p^{s}, \qquad
         s = 2 \text{ if squared else } 1, \qquad c_k = 1 \text{ (sum) or } 1/|W_k| \text{ (mean)}
 
-    The norm is entrywise whatever the rank (NeuroTorch takes a matrix norm of 2-D weights: for ``p = 1``
-    the largest column sum). The references are copied into buffers (:attr:`reference_weights`: in
-    ``state_dict()``, moved by ``.to()``), so passing a parameter's current values keeps them as they are now.
+    The norm is entrywise whatever the rank by default. NeuroTorch takes ``torch.linalg.norm(|W - W_ref|, p)``,
+    a matrix norm of 2-D weights (for ``p = 1`` the largest column sum): ``norm="matrix"`` gives that value
+    and its gradient (:func:`~neuroreg.functional.weights_matrix_distance`; 1-D tensors take the vector norm,
+    other ranks, 0-d included, are refused at construction as ``torch.linalg.norm`` refuses them).
+
+    The references are copied into buffers (:attr:`reference_weights`: in ``state_dict()``, moved by
+    ``.to()``), so passing a parameter's current values keeps them as they are now.
 
     Args:
         params: What to regularize.
@@ -531,6 +539,8 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
             (shrinkage toward them); ``"decoupled"`` for ``p = 2, squared`` (AdamW-style decay toward them). See
             :class:`~neuroreg.updates.PenaltyUpdates`.
         reduction: ``"sum"`` (default) or ``"mean"``: each tensor's norm divided by its number of entries.
+        norm: ``"entrywise"`` (default) or ``"matrix"`` (NeuroTorch's norm, as in :class:`~neuroreg.Lp`: ``p``
+            one of ``1, 2, inf, -1, -2, -inf, "fro", "nuc"`` for 2-D tensors; only ``update="gradient"``).
         **kwargs: ``optimizer`` and the base keywords (see :class:`~neuroreg.BaseRegularization`).
 
     Example:
@@ -555,20 +565,25 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         squared: bool = False,
         update: Update = "gradient",
         reduction: Reduction = "sum",
+        norm: Literal["entrywise", "matrix"] = "entrywise",
         **kwargs: Any,
     ) -> None:
-        p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+        norm, p = check_norm_and_order(norm, p)
         squared = check_bool("squared", squared)
-        update = check_update(f"WeightsDistance(p={p:g}, squared={squared})", update, norm_updates(p, squared),
+        update = check_update(f"WeightsDistance(p={order_text(p)}, squared={squared}, norm={norm!r})", update,
+                              norm_updates(p, squared) if norm == "entrywise" else ("gradient",),
                               kwargs.get("optimizer"))
         reduction = check_reduction(reduction)
         super().__init__(params, Lambda, **kwargs)
+        if norm == "matrix":
+            check_norm_ord("p", p, [param.shape for param in self.params])
         references = check_reference_tensors("reference_weights", reference_weights, self.params)
         self._register_buffer_list(
             "reference_weights",
             [r.to(device=param.device, dtype=param.dtype, copy=True) for r, param in zip(references, self.params)],
         )
-        self.p = p
+        self.norm = norm
+        self.p: Ord = p
         self.squared = squared
         self._init_penalty_updates(update, reduction)
 
@@ -584,7 +599,8 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         return self._reduced(self._distance_value, params, self._regularized_buffers("reference_weights"))
 
     def _distance_value(self, params: List[Tensor], references: List[Tensor]) -> Tensor:
-        return weights_distance(params, references, self.p, squared=self.squared)
+        distance = weights_matrix_distance if self.norm == "matrix" else weights_distance
+        return distance(params, references, self.p, squared=self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_distance_grad_, grads, params, self._regularized_buffers("reference_weights"),
@@ -592,7 +608,8 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
 
     def _add_distance_grad_(self, grads: List[Tensor], params: List[Tensor], references: List[Tensor],
                             alpha: float) -> None:
-        weights_distance_add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
+        add_grad_ = weights_matrix_distance_add_grad_ if self.norm == "matrix" else weights_distance_add_grad_
+        add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         prox = weights_distance_l1_prox_ if self.p == 1 else weights_distance_squared_l2_prox_
@@ -602,4 +619,5 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         weights_distance_squared_l2_decay_(params, self._buffers_of("reference_weights", params), steps)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p:g}, squared={self.squared}{self._modes_repr()}"
+        norm = ", norm='matrix'" if self.norm == "matrix" else ""
+        return f"{super().extra_repr()}, p={order_text(self.p)}, squared={self.squared}{norm}{self._modes_repr()}"

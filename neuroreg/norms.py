@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Union
+from typing import Any, List, Literal, Union
 
 import torch
 from torch import Tensor, nn
 
-from neuroreg._validation import check_bool, check_real, check_reduction, check_update
+from neuroreg._validation import (
+    check_bool,
+    check_norm_and_order,
+    check_norm_ord,
+    check_reduction,
+    check_update,
+    order_text,
+)
 from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_
+from neuroreg.functional.matrix_norms import Ord, matrix_norm, matrix_norm_add_grad_
 from neuroreg.functional.prox import l1_prox_, squared_l2_decay_, squared_l2_prox_
 from neuroreg.updates import PenaltyUpdates, Reduction, Update, norm_updates
 
@@ -23,17 +31,23 @@ class Lp(PenaltyUpdates, BaseRegularization):
         \mathcal{L} = \Lambda \sum_k c_k \lVert W_k \rVert_p^{s}, \qquad s = 2 \text{ if squared else } 1,
         \qquad c_k = 1 \text{ (sum) or } 1/|W_k| \text{ (mean)}
 
-    Unlike NeuroTorch's ``Lp`` (``torch.linalg.norm(W, p)``, a *matrix* norm on 2-D weights — largest
-    column sum for ``p=1``, largest singular value for ``p=2`` — and an error on 3-D conv weights), the norm
-    is taken over all elements of each tensor, whatever its rank. 0-d parameters and parameters with
+    By default (``norm="entrywise"``) the norm is taken over all elements of each tensor, whatever its rank.
+    NeuroTorch's ``Lp`` is ``torch.linalg.norm(W, p)``, a *matrix* norm on 2-D weights (largest column sum
+    for ``p=1``, largest singular value for ``p=2``): ``norm="matrix"`` gives that value and its gradient
+    (:func:`~neuroreg.functional.matrix_norm`; a 1-D tensor takes the vector norm, a tensor of another rank is
+    refused at construction, as ``torch.linalg.norm`` refuses it). 0-d parameters and parameters with
     ``requires_grad=False`` are not regularized, as in NeuroTorch.
 
     Args:
         params: What to regularize (see :class:`~neuroreg.BaseRegularization`).
         Lambda: Weight of the penalty.
-        p: Order of the norm: a real > 0 or ``math.inf``.
+        p: Order of the norm: a real > 0 or ``math.inf``; with ``norm="matrix"``, one of ``1, 2, inf, -1,
+            -2, -inf, "fro", "nuc"`` for 2-D tensors (any real for 1-D ones).
         squared: Square each norm (``L2(..., squared=True)`` is the sum of squares: weight decay of
             ``2 * Lambda`` under SGD).
+        norm: ``"entrywise"`` (default) or ``"matrix"`` (``torch.linalg.norm(W, p)`` per tensor, NeuroTorch's
+            value; gradients in closed form, one SVD per tensor for ``2``, ``-2``, ``"nuc"``; only
+            ``update="gradient"``).
         update: How the penalty acts when attached to an optimizer (see
             :class:`~neuroreg.updates.PenaltyUpdates`): ``"gradient"`` (default), ``"proximal"`` (``p=1``:
             soft-thresholding, exact zeros; ``p=2, squared``: shrinkage :math:`W/(1 + 2\eta\Lambda c_k)`)
@@ -62,15 +76,20 @@ class Lp(PenaltyUpdates, BaseRegularization):
         squared: bool = False,
         update: Update = "gradient",
         reduction: Reduction = "sum",
+        norm: Literal["entrywise", "matrix"] = "entrywise",
         **kwargs: Any,
     ) -> None:
-        p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
+        norm, p = check_norm_and_order(norm, p)
         squared = check_bool("squared", squared)
-        update = check_update(f"{type(self).__name__}(p={p:g}, squared={squared})", update,
-                              norm_updates(p, squared), kwargs.get("optimizer"))
+        update = check_update(f"{type(self).__name__}(p={order_text(p)}, squared={squared}, norm={norm!r})", update,
+                              norm_updates(p, squared) if norm == "entrywise" else ("gradient",),
+                              kwargs.get("optimizer"))
         reduction = check_reduction(reduction)
         super().__init__(params, Lambda, **kwargs)
-        self.p = p
+        if norm == "matrix":
+            check_norm_ord("p", p, [param.shape for param in self.params if param.ndim > 0])
+        self.norm = norm
+        self.p: Ord = p
         self.squared = squared
         self._init_penalty_updates(update, reduction)
 
@@ -84,13 +103,16 @@ class Lp(PenaltyUpdates, BaseRegularization):
         return self._reduced(self._norm, params)
 
     def _norm(self, params: List[Tensor]) -> Tensor:
+        if self.norm == "matrix":
+            return matrix_norm(params, self.p, squared=self.squared)
         return lp_norm(params, self.p, squared=self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_norm_grad_, grads, params, alpha=alpha)
 
     def _add_norm_grad_(self, grads: List[Tensor], params: List[Tensor], alpha: float) -> None:
-        lp_norm_add_grad_(grads, params, self.p, squared=self.squared, alpha=alpha)
+        add_grad_ = matrix_norm_add_grad_ if self.norm == "matrix" else lp_norm_add_grad_
+        add_grad_(grads, params, self.p, squared=self.squared, alpha=alpha)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         (l1_prox_ if self.p == 1 else squared_l2_prox_)(params, steps)
@@ -99,14 +121,15 @@ class Lp(PenaltyUpdates, BaseRegularization):
         squared_l2_decay_(params, steps)
 
     def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
-        if self.p == 2 and self.squared and self.reduction == "sum":
+        if self.norm == "entrywise" and self.p == 2 and self.squared and self.reduction == "sum":
             # 2·alpha·W in one pass (the generic path would zero, add and scale: three).
             with torch.no_grad():
                 return list(torch._foreach_mul(params, alpha * 2))
         return super()._closed_form_grads(params, alpha)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p:g}, squared={self.squared}{self._modes_repr()}"
+        norm = ", norm='matrix'" if self.norm == "matrix" else ""
+        return f"{super().extra_repr()}, p={order_text(self.p)}, squared={self.squared}{norm}{self._modes_repr()}"
 
 
 class L1(Lp):

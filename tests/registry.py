@@ -180,6 +180,67 @@ REGISTRY: List[RegularizationInfo] = [
         ),
         lambda reg, args: F.weights_distance(held(reg), reg.reference_weights, p=2),
     ),
+    # --- NeuroTorch's matrix norms (norm="matrix") and the spectral-norm penalty -------------------------------
+    RegularizationInfo(
+        "L2-matrix",
+        lambda dtype, seed: (nr.L2(make_params((4, 3), (5,), (), dtype=dtype, seed=seed), norm="matrix"), ()),
+        lambda reg, args: F.matrix_norm(held(reg), 2),
+    ),
+    RegularizationInfo(
+        "Lp-matrix-nuc-squared",
+        lambda dtype, seed: (
+            nr.Lp(make_params((4, 3), (3, 5), dtype=dtype, seed=seed), Lambda=0.4, p="nuc", squared=True,
+                  norm="matrix"),
+            (),
+        ),
+        lambda reg, args: F.matrix_norm(held(reg), "nuc", squared=True),
+    ),
+    RegularizationInfo(
+        "L1-matrix-mean",
+        lambda dtype, seed: (nr.L1(make_params((4, 3), (5,), dtype=dtype, seed=seed), norm="matrix", reduction="mean"),
+                             ()),
+        lambda reg, args: sum(F.matrix_norm([t], 1) / t.numel() for t in held(reg)),
+    ),
+    RegularizationInfo(
+        "WeightsDistance-matrix-2",
+        lambda dtype, seed: (
+            nr.WeightsDistance(make_params((4, 3), (5,), dtype=dtype, seed=seed), p=2, norm="matrix", Lambda=0.8,
+                               reference_weights=[p.detach() for p in make_params((4, 3), (5,), seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: F.weights_matrix_distance(held(reg), reg.reference_weights, 2),
+    ),
+    RegularizationInfo(
+        "WeightsDistance-matrix-inf-squared",
+        lambda dtype, seed: (
+            nr.WeightsDistance(make_params((4, 3), dtype=dtype, seed=seed), p=float("inf"), norm="matrix",
+                               squared=True,
+                               reference_weights=[p.detach() for p in make_params((4, 3), seed=seed + 1)]),
+            (),
+        ),
+        lambda reg, args: F.weights_matrix_distance(held(reg), reg.reference_weights, float("inf"), squared=True),
+    ),
+    RegularizationInfo(
+        "SpectralNorm",
+        lambda dtype, seed: (nr.SpectralNorm(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), Lambda=0.5), ()),
+        lambda reg, args: sum(F.spectral_norm_estimate(w, u, v) for w, u, v in
+                              zip(held(reg), reg._regularized_buffers("u"), reg._regularized_buffers("v"))),
+    ),
+    RegularizationInfo(
+        "SpectralNorm-hinge",
+        lambda dtype, seed: (
+            nr.SpectralNorm(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), target=1.0, n_power_iterations=2), ()
+        ),
+        lambda reg, args: F.spectral_hinge([F.spectral_norm_estimate(w, u, v) for w, u, v in zip(
+            held(reg), reg._regularized_buffers("u"), reg._regularized_buffers("v"))], 1.0),
+    ),
+    RegularizationInfo(
+        "SpectralNorm-exact-hinge",
+        lambda dtype, seed: (
+            nr.SpectralNorm(make_params((6, 6), (4, 7), dtype=dtype, seed=seed), Lambda=2.0, target=1.5, exact=True), ()
+        ),
+        lambda reg, args: F.spectral_hinge([F.matrix_norm([w], 2) for w in held(reg)], 1.5),
+    ),
     # --- update modes and reductions (the value is the same whatever the update) ------------------------------
     RegularizationInfo(
         "L1-proximal",

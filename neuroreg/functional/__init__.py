@@ -52,6 +52,13 @@ from neuroreg.functional.graph import (
     modularity_matrix,
 )
 from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_, lp_norm_grad
+from neuroreg.functional.matrix_norms import (
+    matrix_norm,
+    matrix_norm_add_grad_,
+    matrix_norm_grad,
+    weights_matrix_distance,
+    weights_matrix_distance_add_grad_,
+)
 from neuroreg.functional.moments import multivariate_kurtosis, qcfc, second_moment, second_moment_centred
 from neuroreg.functional.prox import (
     dale_sign_prox_,
@@ -69,6 +76,13 @@ from neuroreg.functional.spatial import (
     dispersion_add_grad_,
     interhemispheric_tether,
     reference_tether,
+)
+from neuroreg.functional.spectral import (
+    power_iteration,
+    spectral_hinge,
+    spectral_norm_estimate,
+    spectral_penalty_add_grad_,
+    spectral_penalty_exact_add_grad_,
 )
 
 __all__ = [
@@ -125,9 +139,13 @@ __all__ = [
     "lp_norm",
     "lp_norm_add_grad_",
     "lp_norm_grad",
+    "matrix_norm",
+    "matrix_norm_add_grad_",
+    "matrix_norm_grad",
     "modularity",
     "modularity_matrix",
     "multivariate_kurtosis",
+    "power_iteration",
     "qcfc",
     "rate_kl",
     "rate_kl_grad",
@@ -137,6 +155,10 @@ __all__ = [
     "second_moment",
     "second_moment_centred",
     "smoothness",
+    "spectral_hinge",
+    "spectral_norm_estimate",
+    "spectral_penalty_add_grad_",
+    "spectral_penalty_exact_add_grad_",
     "spherical_geodesic",
     "squared_l2_decay_",
     "squared_l2_prox_",
@@ -147,5 +169,7 @@ __all__ = [
     "weights_distance_l1_prox_",
     "weights_distance_squared_l2_decay_",
     "weights_distance_squared_l2_prox_",
+    "weights_matrix_distance",
+    "weights_matrix_distance_add_grad_",
     "zero",
 ]

@@ -1,0 +1,140 @@
+"""SpectralNorm: the power-iteration estimate converges to torch.linalg.matrix_norm(W, 2) and its gradient to
+autograd's, one iteration per change of the weights (called or attached), the hinge, the exact form, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import neuroreg as nr
+from neuroreg import functional as F
+
+
+def gapped(m: int, n: int, seed: int = 0) -> torch.Tensor:
+    """A float64 matrix with singular values 3, 1.5 and below: the power iteration converges at (1/2)^2."""
+    generator = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(m, m, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    k = min(m, n)
+    s = torch.cat([torch.tensor([3.0, 1.5], dtype=torch.float64), torch.linspace(1.0, 0.1, k - 2, dtype=torch.float64)])
+    return u[:, :k] @ torch.diag(s) @ v[:, :k].T
+
+
+def autograd_spectral(w: torch.Tensor):
+    leaf = w.detach().clone().requires_grad_(True)
+    sigma = torch.linalg.matrix_norm(leaf, 2)
+    (grad,) = torch.autograd.grad(sigma, leaf)
+    return sigma.detach(), grad
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (5, 9)])
+def test_power_iteration_value_and_gradient_converge_to_the_svds(shape) -> None:
+    w = nn.Parameter(gapped(*shape))
+    reg = nr.SpectralNorm([w], Lambda=1.0)
+    sigma, grad = autograd_spectral(w)
+    # 15 iterations at construction: the error shrinks by 4 a step, far below float64 tolerance by then.
+    torch.testing.assert_close(reg(), sigma, rtol=1e-7, atol=0)
+    reg().backward()
+    torch.testing.assert_close(w.grad, grad, rtol=1e-4, atol=1e-6)
+
+
+def test_one_iteration_per_change_of_the_weights_called_or_attached() -> None:
+    w = nn.Parameter(gapped(6, 6, seed=1))
+    reg = nr.SpectralNorm([w], n_power_iterations=1)
+    u0, v0 = reg.u_0.clone(), reg.v_0.clone()
+    reg()
+    reg()
+    torch.testing.assert_close(reg.u_0, u0)   # the same weights: no iteration
+    with torch.no_grad():
+        w.mul_(1.01).add_(0.05)
+    reg()
+    expected_u, expected_v = F.power_iteration(w.detach(), u0, v0, 1)
+    torch.testing.assert_close(reg.u_0, expected_u)
+    torch.testing.assert_close(reg.v_0, expected_v)
+    # Attached: each optimizer step's change is iterated once, in the pre-step hook, and the gradient added
+    # is u v^T of the iterated vectors.
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    handle = reg.attach(optimizer)
+    with torch.no_grad():
+        w.add_(0.01)
+    before_u, before_v = reg.u_0.clone(), reg.v_0.clone()
+    w_before = w.detach().clone()
+    optimizer.zero_grad()
+    (0 * w.sum()).backward()
+    optimizer.step()
+    handle.remove()
+    u1, v1 = F.power_iteration(w_before, before_u, before_v, 1)
+    torch.testing.assert_close(w.detach(), w_before - 0.1 * torch.outer(u1, v1))
+
+
+def test_training_tracks_the_spectral_norm_and_the_hinge_pulls_it_to_the_target() -> None:
+    w = nn.Parameter(gapped(16, 16, seed=2))
+    reg = nr.SpectralNorm([w], Lambda=1.0, target=1.0)
+    optimizer = torch.optim.SGD([w], lr=0.05)
+    handle = reg.attach(optimizer)
+    for _ in range(200):
+        optimizer.zero_grad()
+        (0 * w.sum()).backward()
+        optimizer.step()
+    handle.remove()
+    sigma, grad = autograd_spectral(w)
+    assert 1.0 < float(sigma) < 1.05
+    torch.testing.assert_close(reg(), (sigma - 1.0) ** 2, rtol=1e-3, atol=1e-8)
+    w.grad = None
+    reg().backward()
+    torch.testing.assert_close(w.grad, 2 * (sigma - 1.0) * grad, rtol=1e-2, atol=1e-6)
+
+
+def test_hinge_is_zero_below_the_target_with_zero_gradient() -> None:
+    w = nn.Parameter(gapped(5, 5) / 10)   # sigma_max = 0.3
+    reg = nr.SpectralNorm([w], target=1.0)
+    assert float(reg().detach()) == 0.0
+    reg().backward()
+    assert torch.count_nonzero(w.grad) == 0
+
+
+@pytest.mark.parametrize("target", [None, 0.5])
+def test_exact_form_is_autograd_of_matrix_norm(target) -> None:
+    generator = torch.Generator().manual_seed(4)
+    ws = [nn.Parameter(torch.randn(6, 4, generator=generator, dtype=torch.float64)),
+          nn.Parameter(torch.eye(3, dtype=torch.float64))]   # tied singular values: the gradient is shared
+    reg = nr.SpectralNorm(ws, Lambda=0.7, target=target, exact=True)
+    leaves = [w.detach().clone().requires_grad_(True) for w in ws]
+    sigmas = [torch.linalg.matrix_norm(leaf, 2) for leaf in leaves]
+    expected = 0.7 * sum(s if target is None else (s - target).clamp_min(0) ** 2 for s in sigmas)
+    grads = torch.autograd.grad(expected, leaves)
+    torch.testing.assert_close(reg(), expected.detach())
+    reg().backward()
+    for w, g in zip(ws, grads):
+        torch.testing.assert_close(w.grad, g)
+    assert "u_0" not in dict(reg.named_buffers())
+
+
+def test_vectors_are_state_and_survive_a_round_trip() -> None:
+    w = nn.Parameter(gapped(6, 6, seed=3))
+    reg = nr.SpectralNorm([w])
+    with torch.no_grad():
+        w.add_(0.1)
+    reg()
+    state = reg.state_dict()
+    assert {"u_0", "v_0"} <= set(state)
+    other = nr.SpectralNorm([nn.Parameter(w.detach().clone())])
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.u_0, reg.u_0)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda w: nr.SpectralNorm([w], target=-0.5), ValueError, r"target must be in \[0, inf\], got -0.5"),
+    (lambda w: nr.SpectralNorm([w], target="1"), TypeError, r"target must be a real number, got '1'"),
+    (lambda w: nr.SpectralNorm([w], n_power_iterations=0), ValueError, r"n_power_iterations must be >= 1, got 0"),
+    (lambda w: nr.SpectralNorm([w], n_power_iterations=1.5), TypeError, r"n_power_iterations must be an integer"),
+    (lambda w: nr.SpectralNorm([w], exact="yes"), TypeError, r"exact"),
+    (lambda w: nr.SpectralNorm([w], eps=0.0), ValueError, r"eps must be in \(0, inf\]"),
+    (lambda w: nr.SpectralNorm([nn.Parameter(torch.randn(3))]), ValueError, r"params\[0\] has shape \(3,\)"),
+    (lambda w: nr.SpectralNorm([nn.Parameter(torch.randn(2, 3, 3))]), ValueError, r"has shape \(2, 3, 3\)"),
+])
+def test_bad_input_is_a_clear_error(build, error, match) -> None:
+    w = nn.Parameter(torch.randn(4, 4))
+    with pytest.raises(error, match=match):
+        build(w)
