@@ -85,3 +85,16 @@ def test_firing_rates_puts_every_rate_in_the_band_while_the_task_is_solved(tmp_p
     mse, variance, inside, total = parsed["task + FiringRateRange"]
     assert inside == total and mse < 0.1 * variance
     assert parsed["task only"][2] < 0.6 * parsed["task only"][3]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the examples extra) is not installed")
+def test_ensemble_trains_sixteen_seeds_at_once_toward_the_dale_signs(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("ensemble_example", EXAMPLES / "ensemble.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "ensemble.png"
+    result = example.main(["--steps", "40", "--out", str(out)])
+    assert out.stat().st_size > 0
+    assert result["curves"].shape == (40, 16) and bool(result["task_loss"].isfinite().all())
+    assert float(result["initial_agreement"].max()) < 0.6 < 0.99 < float(result["agreement"].min())
+
