@@ -3,6 +3,7 @@
 from neuroreg import callbacks, constraints, functional, init, scalarise, schedules, select
 from neuroreg.activity import ActivityL1, ActivityL2, FiringRateKL, FiringRateRange
 from neuroreg.base import BaseRegularization, RegularizationList
+from neuroreg.config import from_config, register
 from neuroreg.connectome import (
     DaleLaw,
     DaleLawL2,
@@ -107,8 +108,10 @@ __all__ = [
     "WeightsDistance",
     "callbacks",
     "constraints",
+    "from_config",
     "functional",
     "init",
+    "register",
     "scalarise",
     "schedules",
     "select",
