@@ -256,3 +256,73 @@ def test_sparse_gradients_stay_sparse_and_get_the_penalty_on_their_rows(build) -
     touched[[1, 4]] = 1
     torch.testing.assert_close(grad.to_dense(), task + touched * penalty)
     torch.optim.SparseAdam(embedding.parameters(), lr=0.1).step()  # what the sparse layout is for
+
+
+def graph_nodes(value: torch.Tensor) -> set:
+    """Names of the autograd nodes behind ``value``."""
+    names, stack = set(), [value.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and type(node).__name__ not in names:
+            names.add(type(node).__name__)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize(("p", "squared"), [(1, False), (2, False), (2, True), (3, False), (3, True), (math.inf, True)])
+def test_module_gradients_direct_and_joint_equal_autograd_of_the_function(p: float, squared: bool) -> None:
+    # The module's closed forms (its own fast path for squared L2, the functional's for the others) against
+    # autograd through lp_norm's forward, in a direct call and in joint mode (accumulate_grad), with Lambda.
+    tensors = [with_zeros((4, 5), 11), with_zeros((6,), 12)]
+    expected = autograd_grads(tensors, p, squared)
+    params = [torch.nn.Parameter(t.clone()) for t in tensors]
+    reg = nr.Lp(params, Lambda=0.7, p=p, squared=squared)
+    value = reg()
+    assert "_ClosedFormPenaltyBackward" in graph_nodes(value)  # differentiated through the closed form
+    value.backward()
+    for param, grad in zip(params, expected):
+        torch.testing.assert_close(param.grad, 0.7 * grad)
+    for param in params:
+        param.grad = torch.ones_like(param)
+    reg.accumulate_grad()
+    for param, grad in zip(params, expected):
+        torch.testing.assert_close(param.grad, 1 + 0.7 * grad)
+
+
+def test_defaults_are_l1_with_weight_one() -> None:
+    (w,) = make_params((3, 4))
+    expected = np.abs(w.detach().numpy()).sum()
+    assert float(nr.Lp([w])().detach()) == pytest.approx(expected, rel=1e-12)
+    assert float(nr.L1([w])().detach()) == pytest.approx(expected, rel=1e-12)
+    assert float(nr.L2([w])().detach()) == pytest.approx(np.linalg.norm(w.detach().numpy()), rel=1e-12)
+    with pytest.raises(ValueError, match=r"p must be in \(0, inf\], got 0"):
+        nr.Lp([w], p=0)
+
+
+def test_zero_dimensional_parameters_are_not_regularized() -> None:
+    w, scale = make_params((3, 4), ())
+    reg = nr.L2([w, scale])
+    assert reg.regularized_parameters() == [w]
+    assert float(reg().detach()) == pytest.approx(np.linalg.norm(w.detach().numpy()), rel=1e-12)
+    only_scalars = nr.L1([scale])  # nothing to regularize: a zero of the parameters' dtype that backpropagates
+    value = only_scalars()
+    assert value.dtype == torch.float64 and float(value.detach()) == 0.0
+    value.backward()
+
+
+def test_functional_defaults_and_argument_checks() -> None:
+    # Defaults as documented (p=1), an empty sequence or only zero-element tensors give a zero of their dtype,
+    # p must be > 0, and grads must match tensors one to one: values from NumPy.
+    W = with_zeros((3, 4), 21)
+    assert float(lp_norm(W)) == pytest.approx(np.abs(W.numpy()).sum(), rel=1e-12)
+    grad = torch.zeros_like(W)
+    lp_norm_add_grad_([grad], [W])
+    np.testing.assert_array_equal(grad.numpy(), np.sign(W.numpy()))
+    np.testing.assert_array_equal(lp_norm_grad(W)[0].numpy(), np.sign(W.numpy()))
+    assert float(lp_norm([])) == 0.0
+    empty = lp_norm([torch.empty(0, 3, dtype=torch.float64)], p=2)
+    assert empty.dtype == torch.float64 and float(empty) == 0.0
+    with pytest.raises(ValueError, match=r"p must be in \(0, inf\], got 0"):
+        lp_norm(W, p=0)
+    with pytest.raises(ValueError, match="grads must hold one tensor per tensor: 1 tensors, 2 grads"):
+        lp_norm_add_grad_([grad, grad], [W])
