@@ -95,6 +95,8 @@ def grads_laid_out_like(tensors: Sequence[Tensor]) -> List[Tensor]:
 def unwrapped(tensor: Tensor) -> Tensor:
     """The plain tensor under torch.func's wrappers (all the copies of a vmapped tensor at once): a check on
     values (``bool(...)``) cannot branch on a wrapped tensor, but can on what it wraps."""
+    if torch.compiler.is_compiling():
+        return tensor   # Dynamo cannot trace is_functorch_wrapped_tensor, and traces transforms on plain tensors
     while torch._C._functorch.is_functorch_wrapped_tensor(tensor):
         tensor = torch._C._functorch.get_unwrapped(tensor)
     return tensor

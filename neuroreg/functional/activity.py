@@ -218,7 +218,7 @@ def rate_sums(a: Activity, *, neuron_axis: Axes = -1, time_axis: Optional[Axes] 
             )
         shape = total.shape
         sums.append(total)
-        count += math.prod(record.shape[axis] for axis in axes)
+        count += math.prod([record.shape[axis] for axis in axes])   # a list: Dynamo cannot trace a generator here
     return (sums[0] if len(sums) == 1 else torch.stack(sums).sum(0)), count
 
 
@@ -346,7 +346,12 @@ def _kl_options(target: float, eps: float) -> Tuple[float, float]:
 def _check_kl(rates: Tensor, target: float, eps: float) -> Tuple[float, float]:
     target, eps = _kl_options(target, eps)
     # NaN passes (NaN in, NaN out); a finite or infinite rate outside [0, 1] is refused.
-    if bool(((unwrapped(rates) < 0) | (unwrapped(rates) > 1)).any()):   # the values of every torch.func copy
+    rates = unwrapped(rates)   # under torch.func transforms: the values of every copy
+    outside = ((rates < 0) | (rates > 1)).any()
+    if torch.compiler.is_compiling():
+        # A traced graph has no host-side branch on values: the same check as an in-graph assertion.
+        torch._assert_async(~outside, "firing rates must be in [0, 1] for a KL penalty (spikes or probabilities)")
+    elif bool(outside):
         raise ValueError(
             f"firing rates must be in [0, 1] for a KL penalty (spikes or probabilities), got rates from "
             f"{float(rates.detach().min()):g} to {float(rates.detach().max()):g}"
