@@ -107,6 +107,8 @@ def test_run_kills_and_reports_survivors_with_their_diffs(project: Path) -> None
     text = out.getvalue()
     assert "+    if (x >= high):" in text and "pkg/clip.py: 4/7 (57 %)" in text
     assert (project / "pkg" / "clip.py").read_text() == CLIP  # mutants ran in a copy
+    sampled = run_mutants(project, {"pkg/clip.py": None}, nice=0, max_mutants=2, out=io.StringIO())
+    assert [(r.mutant.line, r.mutant.description) for r in sampled] == [(6, "0 -> 1"), (8, "< -> <=")]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

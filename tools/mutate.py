@@ -463,11 +463,12 @@ class _ForkRunner(_Runner):
 def run_mutants(
     root: Path, targets: Dict[str, Optional[Set[int]]], *, tests: Optional[Sequence[str]] = None,
     timeout: Optional[float] = None, nice: int = 10, ref: Optional[str] = None, fork: bool = True,
-    out: Optional[TextIO] = None,
+    max_mutants: Optional[int] = None, out: Optional[TextIO] = None,
 ) -> List[Result]:
     """Run the mutants of each target file (path -> lines, ``None`` for all) against its tests, one mutant at
     a time, in a temporary copy of ``root`` (of its commit ``ref``, or of the working tree); return the
-    results. With ``fork``, each run is a fork of a process that has imported the libraries already."""
+    results. With ``fork``, each run is a fork of a process that has imported the libraries already; with
+    ``max_mutants``, at most that many per file, evenly spaced through it."""
     out = out or sys.stdout
     results: List[Result] = []
     with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
@@ -491,6 +492,9 @@ def run_mutants(
                     runner = _Runner(copy_root, [*file_tests, path], nice)
             deadline = timeout if timeout is not None else 3 * seconds + 10
             todo = mutants(path, original, lines)
+            if max_mutants is not None and len(todo) > max_mutants:
+                print(f"{path}: {max_mutants} of its {len(todo)} mutants, evenly spaced", file=out)
+                todo = [todo[i * len(todo) // max_mutants] for i in range(max_mutants)]
             print(f"{path}: {len(todo)} mutants, tests {' '.join(file_tests)} "
                   f"({seconds:.1f} s unmutated, deadline {deadline:.0f} s)", file=out, flush=True)
             target = copy_root / path
@@ -546,6 +550,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--ref", help="mutate this commit instead of the working tree (e.g. HEAD: a tree that "
                         "others are editing cannot break the run)")
     parser.add_argument("--no-fork", action="store_true", help="start each test run as a fresh interpreter")
+    parser.add_argument("--max-mutants", type=int, help="at most this many per file, evenly spaced (a time budget)")
     parser.add_argument("--list", action="store_true", help="print the mutants' diffs without running them")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
@@ -565,7 +570,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     started = time.perf_counter()
     results = run_mutants(root, targets, tests=args.tests, timeout=args.timeout, nice=args.nice, ref=args.ref,
-                          fork=not args.no_fork)
+                          fork=not args.no_fork, max_mutants=args.max_mutants)
     score = report(results)
     print(f"  ({time.perf_counter() - started:.0f} s)")
     return 0 if score == 1.0 else 1
