@@ -103,6 +103,13 @@ def test_kernels_take_a_second_input_and_batches_of_weights() -> None:
     couplings = torch.randn(3, 9, 9, dtype=torch.float64)   # one coupling matrix per batch element
     for b, K in enumerate(linear_kernel(X64, theta=couplings)):
         np.testing.assert_allclose(K.numpy(), X64[b].numpy() @ couplings[b].numpy() @ X64[b].numpy().T, rtol=1e-12)
+    # hypercoil's matrix-weighted covariance (non-symmetric couplings, where θθᵀ and θ∘θᵀ differ).
+    couplings = couplings.abs() + 0.1
+    for b, K in enumerate(corr_kernel(X64, theta=couplings)):
+        x, M = X64[b].numpy(), couplings[b].numpy()
+        centred = x - (x @ (M / M.sum())).sum(-1, keepdims=True)
+        cov = centred @ M @ centred.T / (M.sum() - (M @ M.T).sum() / M.sum())
+        np.testing.assert_allclose(K.numpy(), cov / np.sqrt(np.outer(x.var(-1, ddof=1), x.var(-1, ddof=1))), rtol=1e-10)
 
 
 def test_linear_kernel_parameterisations_equal_numpy() -> None:
@@ -175,6 +182,7 @@ def test_bfloat16_is_computed_in_float32() -> None:
         (lambda: corr_kernel(X64, l2=-1), ValueError, r"l2 must be in \[0, inf\]"),
         (lambda: linear_kernel(X64, torch.ones(3)), ValueError, "X1 must have at least 2 dimensions"),
         (lambda: linear_kernel(X64, theta=[1.0]), TypeError, "theta must be a tensor"),
+        (lambda: det_gram(X64, theta=[1.0]), TypeError, "theta must be a tensor"),
         (lambda: nr.GramDeterminantLoss(theta=1.0), TypeError, "theta must be a tensor"),
         (lambda: nr.GramLogDeterminantLoss(xi=1.0), ValueError, "xi must be <= psi"),
     ],
