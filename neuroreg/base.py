@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from neuroreg._validation import (
     check_bool,
     check_choice,
+    check_dense_grads,
     check_names,
     check_real,
     check_select,
@@ -21,8 +22,13 @@ from neuroreg._validation import (
     parametrized_tensors,
 )
 from neuroreg.callbacks import BaseCallback
-from neuroreg.config import Configurable
-from neuroreg.functional._multi_tensor import full, grads_laid_out_like, is_dtensor, sum_scalars
+from neuroreg.functional._multi_tensor import (
+    full,
+    grads_laid_out_like,
+    is_dtensor,
+    sparse_grads_as_dense,
+    sum_scalars,
+)
 from neuroreg.updates import OptimizerHooks, optimizer_param_ids
 
 __all__ = ["BaseRegularization", "RegularizationList"]
@@ -75,7 +81,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
+class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
@@ -262,7 +268,10 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
                 state["_align_dtensor_grads"] = False
         else:
             raw = full(_ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs))
-        weighted = raw * self._lambda_as(raw)
+        if raw.dtype in (torch.float16, torch.bfloat16):   # weighted in float32: Lambda=1e6 is inf in float16
+            weighted = (raw.float() * self._lambda_as(raw.float())).to(raw.dtype)
+        else:
+            weighted = raw * self._lambda_as(raw)
         # Plain attributes, set past nn.Module.__setattr__'s checks (a few µs a call at small sizes).
         state = self.__dict__
         if not torch._C._are_functorch_transforms_active():   # values under vmap/grad are not for logging
@@ -513,6 +522,8 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
         if self._sync_pending:
             self._sync_references()
         if not self.closed_form_grad:
+            # autograd would densify a sparse gradient (SparseAdam then refuses it): a clear error instead
+            check_dense_grads(self.name, self.param_names, list(self.params))
             with torch.enable_grad():
                 penalty = self()
             if penalty.requires_grad:
@@ -528,7 +539,9 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
             if params and alpha != 0:
-                self._add_penalty_grad_(params, [p.grad for p in params], alpha)
+                # sparse gradients (nn.Embedding(sparse=True)) stay sparse, with the penalty on their rows
+                with sparse_grads_as_dense([p.grad for p in params]) as grads:
+                    self._add_penalty_grad_(params, grads, alpha)
             if with_value:
                 self()
             else:
@@ -621,6 +634,13 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
 
     def _stop_joint(self, key: Any) -> None:
         """Undo :meth:`_start_joint` for ``key``."""
+
+    def _update_before_step_(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
+        """A step update inside ``optimizer.step()`` before its own (decoupled decay; see
+        :class:`neuroreg.updates.PenaltyUpdates`): none for a plain penalty."""
+
+    def _update_after_step_(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
+        """A step update inside ``optimizer.step()`` after its own (proximal): none for a plain penalty."""
 
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         """Add ``scale * Lambda * ∂penalty/∂p`` to the gradient of each regularized parameter in ``held`` (the
@@ -906,6 +926,25 @@ class RegularizationList(BaseRegularization):
     def _stop_joint(self, key: Any) -> None:
         for member in self.regularizations:
             member._stop_joint(key)
+
+    def _update_before_step_(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
+        for member in self.regularizations:
+            member._update_before_step_(optimizer, scale * self._lambda_value)
+
+    def _update_after_step_(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
+        for member in self.regularizations:
+            member._update_after_step_(optimizer, scale * self._lambda_value)
+
+    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The members' own step updates (decoupled decay, proximal steps) act through the list's attachment.
+        if self.mode == "joint":
+            self._update_before_step_(optimizer, 1.0)
+        super()._before_optimizer_step(optimizer)
+
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.mode == "joint":
+            self._update_after_step_(optimizer, 1.0)
+        super()._after_optimizer_step(optimizer)
 
     def _attachments_changed(self) -> None:
         # Attached in joint mode, the list acts for its members: those whose gradient joins during the backward

@@ -21,7 +21,6 @@ their ``reduction`` (``"sum"`` or ``"mean"`` over each tensor's entries), which 
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from typing import Any, Callable, Dict, FrozenSet, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -386,19 +385,6 @@ class PenaltyUpdates:
     def _add_joint_grad_(self, held: FrozenSet[int], scale: float) -> None:
         if self.update == "gradient":
             super()._add_joint_grad_(held, scale)  # type: ignore[misc]
-
-    def _start_joint(self, key: Any, scale: Callable[[], float]) -> None:
-        # A container acting for it (an attached RegularizationList, the Lightning callback) adds gradients but
-        # does not run its step updates: say so rather than regularize otherwise than asked.
-        if self.update != "gradient" and key != id(self):
-            warnings.warn(
-                f"{self.name} (update={self.update!r}) is not applied by a container acting for it (an attached "
-                f"RegularizationList, the Lightning callback), which adds gradients only; attach {self.name} to the "
-                "optimizer itself",
-                UserWarning,
-                stacklevel=2,
-            )
-        super()._start_joint(key, scale)  # type: ignore[misc]
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._update_before_step_(optimizer, 1.0)

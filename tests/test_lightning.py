@@ -165,6 +165,26 @@ def test_mixed_precision_fit_gives_the_update_of_task_plus_penalty(tmp_path, pre
     assert error < 2e-2 and error < effect / 5
 
 
+def test_a_proximal_penalty_in_fit_equals_sgd_then_soft_thresholding(tmp_path) -> None:
+    batches = make_batches(5)
+    module = Module()
+    reg = nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias")
+    fit(module, RegularizationCallback(reg), batches, tmp_path)
+
+    model = seeded_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for x, y in batches:
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for w in (model[0].weight, model[2].weight):
+                w.copy_(torch.sign(w) * torch.clamp(w.abs() - LR * 0.3, min=0))
+    for a, b in zip(parameters_of(module.net), parameters_of(model)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert int((module.net[0].weight == 0).sum()) > 0 and reg.global_step == 5
+
+
 def test_checkpoint_holds_the_regularization_state(tmp_path) -> None:
     module = Module()
     reg = nr.L1(module.net, Lambda=nr.schedules.LinearWarmup(1.0, warmup_steps=10), name="warm")

@@ -114,37 +114,6 @@ EXEMPT: Tuple[Exemption, ...] = (
         "a bounded sign function maps ±inf to ±1, a finite ratio",
     ),
     Exemption(
-        "lambda_in_dtype",
-        lambda reg, case: case.dtype == torch.float16 and case.Lambda > torch.finfo(torch.float16).max,
-        "Lambda = 1e6 is beyond float16's range: base.py casts Lambda to the penalty's dtype (reported to the "
-        "lead: the weighting should be done in float32 for float16 penalties)",
-    ),
-)
-
-
-def _ported_loss(reg: nr.BaseRegularization, case: Optional[Case] = None) -> bool:
-    from neuroreg.losses._base import _ScalarisedLoss
-
-    return any(isinstance(leaf, _ScalarisedLoss) for leaf in _leaves(reg))
-
-
-EXEMPT += (
-    Exemption(
-        "empty_parameter",
-        _ported_loss,
-        "a ported hypercoil loss scores each held tensor as one data instance, as hypercoil does: an empty one "
-        "gets its scalarisation of an empty score (the mean of nothing is NaN). Not by the math of a penalty: "
-        "skipping zero-element held tensors belongs in losses/_base.py's forward (reported to the lead)",
-    ),
-    Exemption(
-        "sparse_grad",
-        lambda reg, case: _any_of("DispersionLoss", "SpectralNorm")(reg, case)
-        or any(getattr(leaf, "norm", None) == "matrix" for leaf in _leaves(reg)),
-        "not by the math: their add-grad functions (functional/spatial.py, the matrix and spectral norms) add into "
-        "the gradient with dense ops. One line in base.py's _accumulate_grad, `with sparse_grads_as_dense(grads) "
-        "as grads:` around the _add_penalty_grad_ call, covers every class (reported to the lead)",
-    ),
-    Exemption(
         "empty_parameter",
         _any_of("SpectralNorm"),
         "not by the math: its exact form takes a max over an empty spectrum, a RuntimeError (reported to the lead)",

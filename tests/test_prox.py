@@ -350,12 +350,26 @@ def test_proximal_refuses_parametrized_effective_tensors() -> None:
     assert "weight" not in reg.param_names and len(reg.param_names) == 2
 
 
-def test_a_list_attached_for_a_proximal_member_warns_that_it_is_not_applied() -> None:
-    (w,) = make_params((3,), seed=0)
-    optimizer = torch.optim.SGD([w], lr=0.1)
-    regs = nr.RegularizationList([nr.L1([w], update="proximal", name="sparse")])
-    with pytest.warns(UserWarning, match=r"sparse \(update='proximal'\) is not applied by a container acting for it"):
-        regs.attach(optimizer)
+def test_a_list_attached_applies_its_members_step_updates_weighted_by_its_lambda() -> None:
+    def run(in_list: bool) -> list:
+        (w, v) = make_params((5,), (4,), seed=3)
+        optimizer = torch.optim.SGD([w, v], lr=0.1)
+        prox = nr.L1([w], Lambda=0.4 if in_list else 0.8, update="proximal")
+        decay = nr.L2([v], Lambda=0.15 if in_list else 0.3, squared=True, update="decoupled")
+        if in_list:
+            nr.RegularizationList([prox, decay], Lambda=2.0).attach(optimizer)
+        else:
+            prox.attach(optimizer), decay.attach(optimizer)
+        for step in range(20):
+            optimizer.zero_grad()
+            (1e-3 * (w * (step + 1)).sum() + v.pow(3).sum()).backward()
+            optimizer.step()
+        return [w.detach().clone(), v.detach().clone()]
+
+    alone, listed = run(False), run(True)
+    assert int((alone[0] == 0).sum()) > 0   # the proximal step did act: exact zeros
+    for a, b in zip(alone, listed):
+        torch.testing.assert_close(b, a)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

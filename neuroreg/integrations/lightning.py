@@ -72,7 +72,7 @@ class RegularizationCallback(Callback):
         self.regularization.to(pl_module.device)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.regularization.mode == "separate":
+        if self.regularization.mode == "separate" or self._steps_itself:
             self._attachments = [self.regularization.attach(optimizer) for optimizer in trainer.optimizers]
         else:   # activity penalties join the task's backward: they must know before the first forward
             self.regularization._start_joint(id(self), lambda: 1.0)
@@ -83,9 +83,18 @@ class RegularizationCallback(Callback):
         self._attachments = []
         self.regularization._stop_joint(id(self))
 
+    @property
+    def _steps_itself(self) -> bool:
+        """Whether a penalty acts by its own step updates (``update="proximal"`` or ``"decoupled"``): then the
+        regularization is attached to the fit's optimizers, whose step runs them (and the gradients of the
+        others, and the schedule) in place of ``on_before_optimizer_step``."""
+        return any(getattr(module, "update", "gradient") != "gradient" for module in self.regularization.modules())
+
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         regularization = self.regularization
-        if regularization.mode == "joint":
+        if self._steps_itself:
+            self._log(pl_module)
+        elif regularization.mode == "joint":
             regularization.accumulate_grad(with_value=self.log)
             regularization.step()
             self._log(pl_module)

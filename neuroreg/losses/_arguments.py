@@ -80,7 +80,8 @@ class _ArgumentsLoss(_ScalarisedLoss):
             values = []
             for start in range(0, len(held), group):
                 members = held[start:start + group]
-                if any(acts for _, acts in members):
+                # a group with a zero-element tensor contributes nothing (its score would be a mean of nothing)
+                if any(acts for _, acts in members) and all(tensor.numel() for tensor, _ in members):
                     values.append(self._evaluate(dict(zip(self.held, (tensor for tensor, _ in members)))))
             return sum_scalars(values) if values else self._zero()
         if len(inputs) > len(self.arguments):

@@ -85,7 +85,8 @@ class _ScalarisedLoss(BaseRegularization):
                     f"{self.name} regularizes its held parameters and takes no inputs, got {len(inputs)}"
                 )
             second = (self.target,) if len(self.inputs) == 2 else ()
-            values = [self._scalar(param, *second) for param in self.regularized_parameters()]
+            # a zero-element tensor contributes nothing (the mean of its empty score would be NaN)
+            values = [self._scalar(param, *second) for param in self.regularized_parameters() if param.numel()]
             return sum_scalars(values) if values else self._zero()
         if not inputs:
             raise ValueError(

@@ -231,4 +231,6 @@ class DispersionLoss(_ScalarisedLoss):
         self.closed_form_grad = bool(self.params) and metric is linear_distance and scalarisation is None
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        dispersion_add_grad_(grads, params, alpha)
+        # a zero-element tensor contributes nothing, as in forward
+        kept = [index for index, param in enumerate(params) if param.numel()]
+        dispersion_add_grad_([grads[i] for i in kept], [params[i] for i in kept], alpha)
