@@ -142,6 +142,16 @@ Z = torch.tensor(
 )
 
 
+def test_norm_defaults_are_the_l2_norm_over_the_last_axis() -> None:
+    expected = np.linalg.norm(X.numpy(), axis=-1)
+    np.testing.assert_allclose(norm_scalarise()()(X).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(vnorm_scalarise()()(X).numpy(), expected, rtol=1e-12)
+
+
+def test_wmean_over_no_axis_is_the_input_itself() -> None:
+    assert torch.equal(wmean(X, torch.tensor(3.0, dtype=torch.float64), axis=()), X)   # not X * 3 / 3
+
+
 def test_wmean() -> None:
     z = Z
     assert torch.allclose(wmean(z, torch.ones_like(z)), z.mean())
@@ -232,6 +242,8 @@ def test_selfwmean_gradpath_selects_what_is_differentiated(gradpath) -> None:
         (lambda: selfwmean_scalarise(softmax_axis="rows"), TypeError, "softmax_axis must be an int"),
         (lambda: selfwmean(X, softmax_axis=5), ValueError, "softmax_axis 5 is out of range"),
         (lambda: selfwmean(X, softmax_invert=1), TypeError, "softmax_invert must be a bool"),
+        (lambda: wmean(X, torch.ones(5), axis=-1, keepdims="yes"), TypeError, "keepdims must be a bool"),
+        (lambda: selfwmean(X, keepdims=0), TypeError, "keepdims must be a bool"),
     ],
 )
 def test_weighted_mean_bad_input_is_a_clear_error(call, error, match) -> None:
