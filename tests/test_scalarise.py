@@ -148,6 +148,17 @@ def test_norm_defaults_are_the_l2_norm_over_the_last_axis() -> None:
     np.testing.assert_allclose(vnorm_scalarise()()(X).numpy(), expected, rtol=1e-12)
 
 
+def test_weighted_mean_maps_defaults_and_inner_maps() -> None:
+    w = torch.rand(5, dtype=torch.float64)
+    assert wmean_scalarise(axis=-1)()(X, scalarisation_weight=w).shape == (3, 4)   # keepdims=False
+    x = X.abs()
+    torch.testing.assert_close(selfwmean_scalarise()()(x), (x * x).sum() / x.sum())   # weighted by itself
+    norms = X.norm(dim=-1)
+    torch.testing.assert_close(
+        selfwmean_scalarise(inner=vnorm_scalarise(axis=-1), axis=0)()(X), (norms * norms).sum(0) / norms.sum(0)
+    )
+
+
 def test_wmean_over_no_axis_is_the_input_itself() -> None:
     assert torch.equal(wmean(X, torch.tensor(3.0, dtype=torch.float64), axis=()), X)   # not X * 3 / 3
 
@@ -244,6 +255,7 @@ def test_selfwmean_gradpath_selects_what_is_differentiated(gradpath) -> None:
         (lambda: selfwmean(X, softmax_invert=1), TypeError, "softmax_invert must be a bool"),
         (lambda: wmean(X, torch.ones(5), axis=-1, keepdims="yes"), TypeError, "keepdims must be a bool"),
         (lambda: selfwmean(X, keepdims=0), TypeError, "keepdims must be a bool"),
+        (lambda: selfwmean_scalarise(softmax_invert=1), TypeError, "softmax_invert must be a bool"),
     ],
 )
 def test_weighted_mean_bad_input_is_a_clear_error(call, error, match) -> None:
