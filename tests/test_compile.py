@@ -150,3 +150,28 @@ def test_compiled_joint_training_step_equals_eager() -> None:
     # The penalty acted: the same steps without it end elsewhere.
     unpenalised = training_run(compile_step=False, penalty=False)[0]
     assert not any(torch.allclose(p, q, atol=1e-3) for p, q in zip(eager_params[::2], unpenalised[::2]))
+
+
+def test_joint_mode_gradient_is_one_graph_and_equals_eager() -> None:
+    # The compiled training step above breaks its graph only in torch's own code (Tensor.backward,
+    # Optimizer.zero_grad and SGD's internals); the penalty's part, accumulate_grad(), is one graph.
+    torch._dynamo.reset()
+    reg, _ = next(info for info in REGISTRY if info.id == "RegularizationList").build(torch.float32, 0)
+    task_grads = [torch.randn_like(p) for p in reg.regularized_parameters()]
+    expected = torch.autograd.grad(reg(), reg.regularized_parameters())
+    for param, grad in zip(reg.regularized_parameters(), task_grads):
+        param.grad = grad.clone()
+    torch.compile(reg.accumulate_grad, backend="aot_eager", fullgraph=True)()
+    for param, grad, penalty in zip(reg.regularized_parameters(), task_grads, expected):
+        torch.testing.assert_close(param.grad, grad + penalty)
+
+
+def test_compiled_rate_check_still_refuses_rates_outside_the_unit_interval() -> None:
+    # FiringRateKL's check of its rates is an in-graph assertion under compile (no host-side branch).
+    torch._dynamo.reset()
+    reg = nr.FiringRateKL(None, target=0.3)
+    compiled = torch.compile(reg, backend="aot_eager", fullgraph=True)
+    rates = torch.full((4, 3), 0.5)
+    torch.testing.assert_close(compiled(rates), reg(rates))
+    with pytest.raises(RuntimeError, match=r"firing rates must be in \[0, 1\]"):
+        compiled(torch.full((4, 3), 1.5))
