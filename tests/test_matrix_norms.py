@@ -209,3 +209,43 @@ def test_one_reference_for_several_parameters_says_how_to_pass_one_each() -> Non
     # Two references for three parameters get no advice about repeating one.
     with pytest.raises(ValueError, match=r"3 parameters, 2 references given$"):
         nr.WeightsDistance([*params, nn.Parameter(torch.randn(3, 3))], [reference, reference])
+
+
+def test_defaults_empty_and_one_element_tensors() -> None:
+    w = torch.tensor([[3.0, 1.0], [0.0, -2.0]], dtype=torch.float64)
+    # Default orders: the spectral norm, and NeuroTorch's WeightsDistance p=1.
+    torch.testing.assert_close(F.matrix_norm([w]), torch.linalg.matrix_norm(w, 2))
+    torch.testing.assert_close(F.matrix_norm_grad([w])[0], F.matrix_norm_grad([w], 2)[0])
+    reference = torch.zeros(2, 2, dtype=torch.float64)
+    torch.testing.assert_close(F.weights_matrix_distance([w], [reference]), torch.linalg.matrix_norm(w, 1))
+    # One-element tensors count; zero-element ones contribute 0 and get a zero gradient.
+    one, empty = torch.tensor([[-3.0]], dtype=torch.float64), torch.zeros(0, 3, dtype=torch.float64)
+    torch.testing.assert_close(F.matrix_norm([one, torch.tensor([2.0], dtype=torch.float64), empty], 2),
+                               torch.tensor(5.0, dtype=torch.float64))
+    grads = [torch.zeros_like(one), torch.zeros_like(empty)]
+    F.matrix_norm_add_grad_(grads, [one, empty], 2)
+    torch.testing.assert_close(grads[0], torch.tensor([[-1.0]], dtype=torch.float64))
+    assert grads[1].shape == (0, 3)
+    value = F.matrix_norm([empty], 2)
+    assert value.dtype == torch.float64 and float(value) == 0.0
+    # The value is in the tensors' dtype unless told otherwise.
+    assert F.matrix_norm([w.half()], 2).dtype == torch.float16
+
+
+def test_add_grad_defaults_zero_differences_and_grad_count() -> None:
+    w = torch.tensor([[3.0, 1.0], [0.5, -2.0]], dtype=torch.float64)
+    grad = torch.zeros_like(w)
+    F.matrix_norm_add_grad_([grad], [w])   # ord=2 by default
+    torch.testing.assert_close(grad, F.matrix_norm_grad([w], 2)[0])
+    # A weight equal to its reference has subgradient 0 through |W - W_ref| (autograd's choice), finite.
+    reference = torch.tensor([[3.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    leaf = w.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(torch.linalg.matrix_norm((leaf - reference).abs(), 1), leaf)
+    grad = torch.zeros_like(w)
+    F.weights_matrix_distance_add_grad_([grad], [w], [reference])   # ord=1 by default
+    torch.testing.assert_close(grad, expected)
+    assert grad[0, 0] == 0
+    for add_grad in (lambda: F.matrix_norm_add_grad_([], [w], 2),
+                     lambda: F.weights_matrix_distance_add_grad_([], [w], [reference], 2)):
+        with pytest.raises(ValueError, match="grads must hold one tensor per tensor: 1 tensors, 0 grads"):
+            add_grad()
