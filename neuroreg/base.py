@@ -22,6 +22,7 @@ from neuroreg._validation import (
     parametrized_tensors,
 )
 from neuroreg.callbacks import BaseCallback
+from neuroreg.config import Configurable
 from neuroreg.functional._multi_tensor import (
     full,
     grads_laid_out_like,
@@ -81,7 +82,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks):
+class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
