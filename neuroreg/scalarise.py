@@ -100,7 +100,7 @@ def sum_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> sum_scalarise()(torch.abs)(torch.tensor([[1.0, -2.0], [3.0, -4.0]]))
@@ -122,7 +122,7 @@ def mean_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> mean_scalarise(inner=max_scalarise(axis=-1))()(torch.tensor([[1.0, 2.0], [3.0, 5.0]]))
@@ -142,7 +142,7 @@ def meansq_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> meansq_scalarise()()(torch.tensor([1.0, -3.0]))
@@ -162,7 +162,7 @@ def max_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> max_scalarise(axis=-1)()(torch.tensor([[1.0, -2.0], [-3.0, -4.0]]))
@@ -197,7 +197,7 @@ def norm_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> X = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
@@ -236,7 +236,7 @@ def vnorm_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> from neuroreg.functional import smoothness
@@ -374,7 +374,7 @@ def wmean_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function, which takes ``scalarisation_weight=``.
+        A scalarisation (score function -> reduced score function), which takes ``scalarisation_weight=``.
 
     Example:
         >>> z = torch.tensor([[1.0, 4.0, 2.0], [0.0, 9.0, 1.0]])
@@ -414,7 +414,7 @@ def selfwmean_scalarise(
         keepdims: Keep reduced axes with size 1.
 
     Returns:
-        A scalarisation: score function -> reduced score function.
+        A scalarisation (score function -> reduced score function).
 
     Example:
         >>> X = torch.tensor([[-100.0, 0.0, -100.0], [0.0, -100.0, -100.0]])
