@@ -1,6 +1,6 @@
 """Side-by-side timings of neuroreg against its references (not a test: run it, read the table).
 
-    python benchmarks/run.py [--device cuda] [--quick] [--json results.json] [--baseline old.json]
+    python benchmarks/run.py [--device cuda] [--quick] [--cases 1,4] [--json results.json] [--baseline old.json]
 
 For each case every implementation is timed in the same run, interleaved (A, B, A, B, ...) after a warm-up,
 and the median of the repeats is reported with its ratio to the case's reference and the peak extra memory
@@ -25,19 +25,26 @@ Cases (targets from the performance issue):
      (``sign(w) * max(|w| - t, 0)``, and the ``w - clamp(w, -t, t)`` form): within 1.2x of by hand.
   8. SpectralNorm of an n x n recurrent weight, gradient of one step (the weight changed, so one power iteration):
      joint mode and the direct call vs autograd of ``torch.linalg.matrix_norm(W, 2)`` (an SVD): >= 10x at 1024.
+
+Compiled columns (cases 1, 2, 4, 5): ``torch.compile`` (inductor) of the same forward+backward, timed after its
+warm-up like the others, its compile time (the first call: tracing and code generation) in a separate column,
+as is ``jax.jit``'s for hypercoil (where hypercoil and JAX import: the ``bench`` extra). Targets: every ported
+loss compiled >= 2x faster than hypercoil's ``jax.jit(value_and_grad)``, and eager no slower than it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import random
 import statistics
 import sys
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -78,6 +85,7 @@ class Case:
     reference: str
     notes: str = ""
     results: Dict[str, dict] = field(default_factory=dict)
+    compiled: Tuple[str, ...] = ()   # labels whose first call compiles (its time is reported as compile time)
 
 
 def synchronize(device: torch.device) -> None:
@@ -86,9 +94,14 @@ def synchronize(device: torch.device) -> None:
 
 
 def run_case(case: Case, device: torch.device, repeats: int, warmup: int) -> None:
-    for fn in case.implementations.values():
-        for _ in range(warmup):
+    first_call: Dict[str, float] = {}
+    for label, fn in case.implementations.items():
+        for index in range(warmup):
+            start = time.perf_counter()
             fn()
+            synchronize(device)
+            if index == 0:
+                first_call[label] = time.perf_counter() - start
     synchronize(device)
     times: Dict[str, List[float]] = {label: [] for label in case.implementations}
     order = list(case.implementations.items())
@@ -106,7 +119,10 @@ def run_case(case: Case, device: torch.device, repeats: int, warmup: int) -> Non
         with PeakMemory() as memory:
             fn()
         synchronize(device)
-        case.results[label] = {"median_ms": 1e3 * statistics.median(times[label]), "peak_mib": memory.peak / 2**20}
+        peak = float("nan") if getattr(fn, "outside_torch", False) else memory.peak / 2**20
+        case.results[label] = {"median_ms": 1e3 * statistics.median(times[label]), "peak_mib": peak}
+        if label in case.compiled:
+            case.results[label]["compile_s"] = first_call[label]
     reference = case.results[case.reference]["median_ms"]
     for result in case.results.values():
         result["speedup_vs_reference"] = reference / result["median_ms"]
@@ -120,6 +136,18 @@ def parameters(shapes, device, dtype=torch.float32, seed=0) -> List[torch.nn.Par
     return params
 
 
+def fwd_bwd(fn: Callable[..., torch.Tensor], *args) -> Callable[[], None]:
+    return lambda: fn(*args).backward()
+
+
+def with_compiled(implementations: Dict[str, Callable[[], object]], label: str, fn: Callable[..., torch.Tensor],
+                  *args) -> Tuple[str, ...]:
+    """Add ``torch.compile(fn)`` forward+backward under ``label`` (compiled on its first call) and return the
+    labels whose first call compiles, for ``Case.compiled``."""
+    implementations[label] = fwd_bwd(torch.compile(fn), *args)
+    return (label,)
+
+
 def dale_cases(device: torch.device, sizes: List[int]) -> List[Case]:
     cases = []
     for n in sizes:
@@ -130,13 +158,16 @@ def dale_cases(device: torch.device, sizes: List[int]) -> List[Case]:
         def trace_formula(w=w, signs=signs):
             torch.trace(w.T @ (0.8 * w - 0.2 * signs)).backward()
 
-        cases.append(Case(
-            f"1. DaleLawL2 n={n}",
-            {"trace formula (NeuroTorch)": trace_formula,
-             "neuroreg reg().backward()": lambda reg=reg: reg().backward(),
-             "neuroreg joint accumulate_grad()": reg.accumulate_grad},
-            reference="trace formula (NeuroTorch)",
-        ))
+        implementations = {"trace formula (NeuroTorch)": trace_formula}
+        neurotorch_dale = neurotorch_regularization("connectome.DaleLawL2", [w], alpha=0.8,
+                                                    reference_weights=[signs])
+        if neurotorch_dale is not None:   # its own module: the same formula, and its Python overhead
+            implementations["NeuroTorch DaleLawL2 fwd+bwd"] = fwd_bwd(neurotorch_dale)
+        implementations.update({"neuroreg reg().backward()": fwd_bwd(reg),
+                                "neuroreg joint accumulate_grad()": reg.accumulate_grad})
+        compiled = with_compiled(implementations, "neuroreg torch.compile(reg) fwd+bwd", reg)
+        cases.append(Case(f"1. DaleLawL2 n={n}", implementations, reference="trace formula (NeuroTorch)",
+                          compiled=compiled))
     return cases
 
 
@@ -149,15 +180,31 @@ def l2_case(device: torch.device, n_params: int, size: int) -> List[Case]:
     def autograd_loop():
         sum(0.5 * p.pow(2).sum() for p in params).backward()
 
-    return [Case(
-        f"2. L2 over {n_params}x{size}²",
-        {"foreach_add_ (weight-decay floor)": lambda: torch._foreach_add_(grads, params, alpha=1.0),
-         "autograd fwd+bwd (per-parameter loop)": autograd_loop,
-         "neuroreg L2(squared) reg().backward()": lambda: squared().backward(),
-         "neuroreg L2(squared) joint accumulate_grad()": squared.accumulate_grad,
-         "neuroreg L2 (norm) joint accumulate_grad()": norm.accumulate_grad},
-        reference="foreach_add_ (weight-decay floor)",
-    )]
+    implementations = {"foreach_add_ (weight-decay floor)": lambda: torch._foreach_add_(grads, params, alpha=1.0),
+                       "autograd fwd+bwd (per-parameter loop)": autograd_loop}
+    # No NeuroTorch column: its Lp is torch.linalg.norm(param, p), on a matrix the induced norm (p=2: an SVD),
+    # not this entrywise penalty.
+    implementations.update({"neuroreg L2(squared) reg().backward()": fwd_bwd(squared),
+                            "neuroreg L2(squared) joint accumulate_grad()": squared.accumulate_grad,
+                            "neuroreg L2 (norm) joint accumulate_grad()": norm.accumulate_grad,
+                            "neuroreg L2 (norm) reg().backward()": fwd_bwd(norm)})
+    compiled = with_compiled(implementations, "neuroreg torch.compile(L2 norm) fwd+bwd", norm)
+    return [Case(f"2. L2 over {n_params}x{size}²", implementations, reference="foreach_add_ (weight-decay floor)",
+                 compiled=compiled)]
+
+
+def neurotorch_regularization(name: str, *args, **kwargs) -> Optional[Callable[[], torch.Tensor]]:
+    """NeuroTorch's regularization ``name`` (e.g. ``"connectome.DaleLawL2"``) built on ``args``, or None where
+    NeuroTorch is not installed (imported through the tests' torchvision stand-in)."""
+    if importlib.util.find_spec("neurotorch") is None:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository's tests/
+    from tests.neurotorch_support import import_neurotorch
+
+    module = import_neurotorch().regularization
+    for part in name.split("."):
+        module = getattr(module, part)
+    return module(*args, **kwargs)
 
 
 def list_case(device: torch.device, n_params: int) -> List[Case]:
@@ -193,11 +240,17 @@ def loss_cases(device: torch.device, quick: bool) -> List[Case]:
     p_logits, q_logits = tensor(4096 // scale, 400), tensor(4096 // scale, 400)
     series = tensor(64 // scale, 400, 200)
     x, n = tensor(256, 4096 // scale), tensor(256)
+    # name: (loss, its inputs, hypercoil's function and options for the same score)
     losses = {
-        f"EquilibriumLogitLoss {tuple(logits.shape)}": (nr.EquilibriumLogitLoss(), (logits,)),
-        f"JSDivergenceLogitLoss {tuple(p_logits.shape)}": (nr.JSDivergenceLogitLoss(), (p_logits, q_logits)),
-        f"SmoothnessLoss {tuple(series.shape)}": (nr.SmoothnessLoss(), (series,)),
-        f"BatchCorrelationLoss {tuple(x.shape)}": (nr.BatchCorrelationLoss(tol="auto"), (x, n)),
+        f"EquilibriumLogitLoss {tuple(logits.shape)}": (nr.EquilibriumLogitLoss(), (logits,), ("equilibrium_logit",)),
+        f"JSDivergenceLogitLoss {tuple(p_logits.shape)}": (nr.JSDivergenceLogitLoss(), (p_logits, q_logits),
+                                                           ("js_divergence_logit",)),
+        f"SmoothnessLoss {tuple(series.shape)}": (nr.SmoothnessLoss(), (series,), ("smoothness",)),
+        f"BatchCorrelationLoss {tuple(x.shape)}": (nr.BatchCorrelationLoss(tol="auto"), (x, n),
+                                                   ("batch_corr", {"tol": "auto"})),
+        f"EntropyLogitLoss {tuple(logits.shape)}": (nr.EntropyLogitLoss(), (logits,), ("entropy_logit",)),
+        f"KLDivergenceLogitLoss {tuple(p_logits.shape)}": (nr.KLDivergenceLogitLoss(), (p_logits, q_logits),
+                                                           ("kl_divergence_logit",)),
     }
 
     def naive_js():
@@ -206,25 +259,46 @@ def loss_cases(device: torch.device, quick: bool) -> List[Case]:
         (0.5 * (p * (p / m).log()).sum(-1) + 0.5 * (q * (q / m).log()).sum(-1)).mean().backward()
 
     cases = []
-    for name, (loss, args) in losses.items():
-        implementations = {"neuroreg fwd+bwd": lambda loss=loss, args=args: loss(*args).backward()}
+    for name, (loss, args, (score, *options)) in losses.items():
+        implementations = {"neuroreg fwd+bwd": fwd_bwd(loss, *args)}
         if name.startswith("JSDivergence"):
             implementations["naive softmax/log fwd+bwd"] = naive_js
-        cases.append(Case(f"4. {name}", implementations, reference="neuroreg fwd+bwd"))
+        compiled = with_compiled(implementations, "neuroreg torch.compile fwd+bwd", loss, *args)
+        jitted = hypercoil_jit(score, *args, **(options[0] if options else {})) if device.type == "cpu" else None
+        if jitted is not None:
+            implementations["hypercoil jax.jit value_and_grad"] = jitted
+            compiled += ("hypercoil jax.jit value_and_grad",)
+        cases.append(Case(f"4. {name}", implementations, reference="neuroreg fwd+bwd", compiled=compiled))
     return cases
 
 
 def hypercoil_jit(score: str, *tensors: torch.Tensor, **options) -> Optional[Callable[[], object]]:
-    """hypercoil's ``score`` (mean, and its gradient in the first input) under ``jax.jit``, or None where
-    hypercoil does not import."""
+    """hypercoil's ``score`` (mean, and its gradient in every input that requires grad, as the torch
+    implementations compute) under ``jax.jit``, or None where hypercoil does not import."""
     try:
+        import scipy.stats._stats_py as stats_py
+
+        if not hasattr(stats_py, "_chk2_asarray"):
+            # lytemaps (imported by hypercoil 0.1.0.dev1) imports this helper, which SciPy 1.17 removed.
+            def _chk2_asarray(a, b, axis):
+                import numpy
+
+                if axis is None:
+                    return numpy.ravel(a), numpy.ravel(b), 0
+                return numpy.asarray(a), numpy.asarray(b), axis
+
+            stats_py._chk2_asarray = _chk2_asarray
         import hypercoil.loss.functional as hypercoil_loss
         import jax
     except ImportError:
         return None
     arrays = [jax.numpy.asarray(t.detach().cpu().numpy()) for t in tensors]
-    step = jax.jit(jax.value_and_grad(lambda X, *rest: getattr(hypercoil_loss, score)(X, *rest, **options).mean()))
-    return lambda: jax.block_until_ready(step(*arrays))
+    argnums = tuple(index for index, t in enumerate(tensors) if t.requires_grad)
+    step = jax.jit(jax.value_and_grad(lambda *xs: getattr(hypercoil_loss, score)(*xs, **options).mean(), argnums))
+    def run():
+        jax.block_until_ready(step(*arrays))
+    run.outside_torch = True   # JAX's buffers: the peak-memory column cannot see them
+    return run
 
 
 def spatial_graph_cases(device: torch.device, quick: bool) -> List[Case]:
@@ -253,7 +327,8 @@ def spatial_graph_cases(device: torch.device, quick: bool) -> List[Case]:
         jitted = hypercoil_jit(*hypercoil_args) if device.type == "cpu" else None
         if jitted is not None:
             implementations["hypercoil jax.jit value_and_grad"] = jitted
-        cases.append(Case(f"5. {name}", implementations, reference="eager fwd+bwd"))
+        cases.append(Case(f"5. {name}", implementations, reference="eager fwd+bwd",
+                          compiled=("torch.compile fwd+bwd", "hypercoil jax.jit value_and_grad")))
     return cases
 
 
@@ -358,7 +433,8 @@ def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
     for case in cases:
         for label, result in case.results.items():
             line = (f"{case.name:44s} {label:46s} {result['median_ms']:10.3f} "
-                    f"{result['speedup_vs_reference']:7.2f}x {result['peak_mib']:9.1f}")
+                    f"{result['speedup_vs_reference']:7.2f}x {result['peak_mib']:9.1f} "
+                    + (f"{result['compile_s']:9.1f}" if "compile_s" in result else f"{'':9s}"))
             if baseline:
                 old = baseline.get(case.name, {}).get(label)
                 line += f" {old['median_ms'] / result['median_ms']:10.2f}x" if old else f" {'-':>11s}"
@@ -371,10 +447,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke run)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--cases", help="comma-separated case numbers to run (default: all), e.g. 1,4,5")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--baseline", help="compare with the results of an earlier --json run")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here (torch {torch.__version__}, "
+                     f"torch.cuda.is_available() is False)")
     repeats = args.repeats or (3 if args.quick else 15)
     torch.manual_seed(0)
 
@@ -390,6 +470,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         spectral_cases(device, [256] if args.quick else [256, 1024]),
     ]
     cases = [case for group in groups for case in group]
+    if args.cases:
+        cases = [case for case in cases if case.name.split(".")[0] in args.cases.split(",")]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"neuroreg {nr.__version__}, torch {torch.__version__}, device {device} ({where})")
     print(f"medians of {repeats} interleaved repeats after warm-up; 'vs ref' = reference time / this time\n")
