@@ -138,3 +138,59 @@ def test_bad_input_is_a_clear_error(build, error, match) -> None:
     w = nn.Parameter(torch.randn(4, 4))
     with pytest.raises(error, match=match):
         build(w)
+
+
+def test_power_iteration_defaults_and_zero_steps() -> None:
+    w = torch.randn(5, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    u, v = torch.ones(5, dtype=torch.float64) / 5 ** 0.5, torch.ones(4, dtype=torch.float64) / 2
+    # One step by default: v = normalize(W^T u), then u = normalize(W v).
+    expected_v = w.T @ u / (w.T @ u).norm()
+    expected_u = w @ expected_v / (w @ expected_v).norm()
+    new_u, new_v = F.power_iteration(w, u, v)
+    torch.testing.assert_close(new_v, expected_v)
+    torch.testing.assert_close(new_u, expected_u)
+    same_u, same_v = F.power_iteration(w, u, v, 0)
+    torch.testing.assert_close(same_u, u)
+    torch.testing.assert_close(same_v, v)
+    with pytest.raises(ValueError, match="n_iterations must be >= 0, got -1"):
+        F.power_iteration(w, u, v, -1)
+
+
+def test_hinge_gradient_scale_and_grad_count() -> None:
+    u, v = torch.tensor([0.6, 0.8]), torch.tensor([1.0, 0.0, 0.0])
+    grad = torch.zeros(2, 3)
+    F.spectral_penalty_add_grad_([grad], [torch.tensor(2.5)], [u], [v], target=1.0, alpha=0.3)
+    torch.testing.assert_close(grad, 0.3 * 2 * 1.5 * torch.outer(u, v))
+    with pytest.raises(ValueError, match="grads must hold one tensor per tensor"):
+        F.spectral_penalty_add_grad_([], [torch.tensor(2.5)], [u], [v])
+    w = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="grads must hold one tensor per tensor"):
+        F.spectral_penalty_exact_add_grad_([], [w])
+
+
+def test_unconverged_vectors_are_iterated_only_when_the_weights_change() -> None:
+    # A Gaussian matrix: close top singular values, so 15 steps leave u visibly short of convergence and any
+    # extra iteration would show.
+    w = nn.Parameter(torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    reg = nr.SpectralNorm([w])
+    u0, v0 = reg.u_0.clone(), reg.v_0.clone()
+    assert not torch.allclose(F.power_iteration(w.detach(), u0, v0, 1)[0], u0, rtol=0, atol=1e-9)
+    reg()
+    reg().backward()
+    reg.accumulate_grad()
+    torch.testing.assert_close(reg.u_0, u0, rtol=0, atol=0)
+    with torch.no_grad():
+        w.mul_(1.0)   # a new version: iterated once at the next use
+    reg.accumulate_grad()
+    reg()
+    torch.testing.assert_close(reg.u_0, F.power_iteration(w.detach(), u0, v0, 1)[0])
+
+
+def test_under_torch_func_the_vectors_are_read_not_iterated() -> None:
+    w = nn.Parameter(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    reg = nr.SpectralNorm([w], Lambda=2.0)
+    u, v = reg.u_0.clone(), reg.v_0.clone()
+    other = w.detach() + 0.1
+    grad = torch.func.grad(lambda t: torch.func.functional_call(reg, {"params.0": t}, ()))(other)
+    torch.testing.assert_close(grad, 2.0 * torch.outer(u, v))
+    torch.testing.assert_close(reg.u_0, u, rtol=0, atol=0)
