@@ -424,8 +424,58 @@ def spectral_cases(device: torch.device, sizes: List[int]) -> List[Case]:
     return cases
 
 
+def ensemble_case(device: torch.device, quick: bool) -> List[Case]:
+    """One training step of 16 seeds of examples/ensemble.py's E/I rate RNN (64 neurons, 50 time steps,
+    batch 32): vmapped with neuroreg's penalty, vmapped with the penalty by hand, and a loop over 16 models."""
+    import importlib.util
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    spec = importlib.util.spec_from_file_location("ensemble_example", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples", "ensemble.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    seeds, hidden, time_steps = (4, 16, 10) if quick else (16, 64, 50)
+    models = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        models.append(example.RateRNN(hidden).to(device))
+    template = models[0]
+    alpha, weight = 0.9, 1.0
+    dale = nr.DaleLawL2(template, alpha=alpha, Lambda=weight, include="w_rec", seed=0).to(device)
+    signs = dale.reference_signs[0]
+    params, _ = stack_module_state(models)
+    base = {name: p.detach() for name, p in template.named_parameters()}
+    x, y = example.task(32, time_steps, torch.Generator().manual_seed(1))
+    x, y = x.to(device), y.to(device)
+
+    def task_loss(p):
+        return torch.nn.functional.mse_loss(functional_call(template, {**base, **p}, (x,)), y)
+
+    neuroreg_step = vmap(grad(lambda p: task_loss(p) + dale.penalty_of(p)))
+    def by_hand(p):
+        return task_loss(p) + weight * (p["w_rec"] * (alpha * p["w_rec"] - (1 - alpha) * signs)).sum()
+
+    by_hand_step = vmap(grad(by_hand))
+    regs = [nr.DaleLawL2(model, alpha=alpha, Lambda=weight, include="w_rec", reference_weights=[signs])
+            for model in models]
+
+    def loop():
+        for model, reg in zip(models, regs):
+            (torch.nn.functional.mse_loss(model(x), y) + reg()).backward()
+
+    return [Case(
+        f"9. ensemble step, {seeds} seeds x {hidden} neurons, {time_steps} steps",
+        {"vmap(grad), penalty by hand": lambda: by_hand_step(params),
+         "vmap(grad), neuroreg penalty_of": lambda: neuroreg_step(params),
+         "Python loop, loss + reg()": loop},
+        reference="vmap(grad), penalty by hand",
+    )]
+
+
 def print_table(cases: List[Case], baseline: Optional[dict]) -> None:
-    header = f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s}"
+    header = (f"{'case':44s} {'implementation':46s} {'median ms':>10s} {'vs ref':>8s} {'peak MiB':>9s} "
+              f"{'compile s':>9s}")
     if baseline:
         header += f" {'vs baseline':>11s}"
     print(header)
@@ -468,6 +518,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         activity_case(device, args.quick),
         prox_case(device, 4 if args.quick else 20, 256 if args.quick else 1024),
         spectral_cases(device, [256] if args.quick else [256, 1024]),
+        ensemble_case(device, args.quick),
     ]
     cases = [case for group in groups for case in group]
     if args.cases:
