@@ -14,7 +14,15 @@ import neuroreg as nr
 from neuroreg.callbacks import HOOK_ORDER, BaseCallback
 from neuroreg.testing import BPTT, ProtocolTrainer
 from tests.distributed_support import WORLD_SIZE, init_worker, run_workers
-from tests.protocol import make_batches, parameters_of, seeded_model
+from tests.protocol import (
+    LR,
+    assert_same,
+    make_batches,
+    parameters_of,
+    seeded_model,
+    train_by_hand,
+    train_then_separate_step,
+)
 
 
 class Recorder(BaseCallback):
@@ -97,27 +105,7 @@ def test_save_state_and_load_state_flags(save_state: bool) -> None:
 
 # --- regularizations acting through the trainer: joint and separate modes ------------------------------------
 
-LR, STEPS = 0.1, 6
-
-
-def train_by_hand(make_reg, batches, with_penalty: bool = True) -> list:
-    """The reference: SGD on task_loss + penalty, written out."""
-    model = seeded_model()
-    reg = make_reg(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    for x, y in batches:
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        if with_penalty:
-            loss = loss + reg()
-        loss.backward()
-        optimizer.step()
-    return parameters_of(model)
-
-
-def assert_same(params_a: list, params_b: list) -> None:
-    for a, b in zip(params_a, params_b):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+STEPS = 6
 
 
 def l1_without_bias(model: nn.Module) -> nr.BaseRegularization:
@@ -201,24 +189,11 @@ def test_plain_loop_accumulate_grad_equals_adding_the_penalty_to_the_loss() -> N
 
 def test_separate_mode_takes_its_own_step_and_leaves_task_gradients_alone() -> None:
     batches = make_batches(STEPS)
-    # Reference: the task step, then a separate SGD step on the penalty alone.
-    ref_model = seeded_model()
-    ref_reg = nr.L1(ref_model, Lambda=0.05)
-    ref_task = torch.optim.SGD(ref_model.parameters(), lr=LR)
-    ref_pen = torch.optim.SGD(ref_model.parameters(), lr=0.2)
-    for x, y in batches:
-        ref_task.zero_grad()
-        nn.functional.mse_loss(ref_model(x), y).backward()
-        ref_task.step()
-        ref_pen.zero_grad()
-        ref_reg().backward()
-        ref_pen.step()
-
     model = seeded_model()
     reg = nr.L1(model, Lambda=0.05, optimizer=torch.optim.SGD(model.parameters(), lr=0.2))
     assert reg.mode == "separate"
     ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=LR))]).train(batches)
-    assert_same(parameters_of(model), parameters_of(ref_model))
+    assert_same(parameters_of(model), train_then_separate_step(batches))
 
     grads = [torch.randn_like(p) for p in model.parameters()]
     for p, g in zip(model.parameters(), grads):

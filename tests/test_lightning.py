@@ -7,12 +7,10 @@ import torch
 from torch import nn
 
 import neuroreg as nr
-from tests.protocol import make_batches, parameters_of, seeded_model
+from tests.protocol import LR, assert_same, make_batches, parameters_of, seeded_model, train_then_separate_step
 
 pl = pytest.importorskip("lightning.pytorch")
 from neuroreg.integrations.lightning import RegularizationCallback  # noqa: E402
-
-LR = 0.1
 
 
 class Module(pl.LightningModule):
@@ -126,18 +124,7 @@ def test_separate_mode_steps_after_the_task_step(tmp_path) -> None:
     reg = nr.L1(module.net, Lambda=0.05, optimizer=torch.optim.SGD(module.net.parameters(), lr=0.2))
     fit(module, RegularizationCallback(reg), batches, tmp_path)
 
-    model = seeded_model()
-    reference = nr.L1(model, Lambda=0.05)
-    task, own = torch.optim.SGD(model.parameters(), lr=LR), torch.optim.SGD(model.parameters(), lr=0.2)
-    for x, y in batches:
-        task.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
-        task.step()
-        own.zero_grad()
-        reference().backward()
-        own.step()
-    for a, b in zip(parameters_of(module.net), parameters_of(model)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert_same(parameters_of(module.net), train_then_separate_step(batches))
     assert reg.global_step == 4 and reg.attached_optimizers == []
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import pytest
 import torch
@@ -16,11 +16,19 @@ from torch import nn
 
 import neuroreg as nr
 from tests.neurotorch_support import import_neurotorch
-from tests.protocol import make_batches, parameters_of, seeded_model
+from tests.protocol import (
+    LR,
+    assert_same,
+    make_batches,
+    parameters_of,
+    seeded_model,
+    train_by_hand,
+    train_then_separate_step,
+)
 
 nt = import_neurotorch()
 
-LR, STEPS, CPU = 0.1, 6, torch.device("cpu")
+STEPS, CPU = 6, torch.device("cpu")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -28,27 +36,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 def loader(batches: list, batch_size: int = 16) -> torch.utils.data.DataLoader:
     x, y = (torch.cat(tensors) for tensors in zip(*batches))
     return torch.utils.data.DataLoader(list(zip(x, y)), batch_size=batch_size)
-
-
-def train_by_hand(make_reg: Callable, batches: list, with_penalty: bool = True) -> List[torch.Tensor]:
-    """The reference: SGD on task_loss + penalty, written out."""
-    model = seeded_model()
-    reg = make_reg(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    for x, y in batches:
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        if with_penalty:
-            loss = loss + reg()
-        loss.backward()
-        optimizer.step()
-    return parameters_of(model)
-
-
-def assert_same(params_a: list, params_b: list) -> None:
-    assert len(params_a) == len(params_b)
-    for a, b in zip(params_a, params_b):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def l1_list(model: nn.Module) -> nr.BaseRegularization:
@@ -89,21 +76,10 @@ def test_bptt_joint_mode_equals_sgd_on_task_plus_penalty(make_reg: Callable) -> 
 
 def test_bptt_separate_mode_takes_its_own_step_after_each_task_step() -> None:
     batches = make_batches(STEPS)
-    ref = seeded_model()
-    ref_reg = nr.L1(ref, Lambda=0.05)
-    ref_task, ref_pen = torch.optim.SGD(ref.parameters(), lr=LR), torch.optim.SGD(ref.parameters(), lr=0.2)
-    for x, y in batches:
-        ref_task.zero_grad()
-        nn.functional.mse_loss(ref(x), y).backward()
-        ref_task.step()
-        ref_pen.zero_grad()
-        ref_reg().backward()
-        ref_pen.step()
-
     model = seeded_model()
     reg = nr.L1(model, Lambda=0.05, optimizer=torch.optim.SGD(model.parameters(), lr=0.2))
     bptt_trainer(model, reg).train(loader(batches), n_iterations=1)
-    assert_same(parameters_of(model), parameters_of(ref))
+    assert_same(parameters_of(model), train_then_separate_step(batches))
 
 
 def test_neurotorchs_own_regularization_beside_neuroregs_do_not_interfere() -> None:
