@@ -40,16 +40,25 @@ CASES: Dict[str, Callable[[nn.Module], nr.BaseRegularization]] = {
     "list": lambda m: nr.RegularizationList([nr.L2(m, Lambda=0.3), nr.DaleLawL2(m, include="*weight", seed=0)]),
 }
 TRAINED = ("L2", "DaleLawL2", "WeightsDistance", "list")
+MODES = ("loss", "joint", "accumulate")
 
 
 def train(model: nn.Module, reg: nr.BaseRegularization, mode: str) -> None:
+    """SGD with the penalty added to the loss ("loss"), attached ("joint"), or attached with two micro-batches
+    per step ("accumulate": under FSDP2 the first backward without gradient sync)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    if mode == "joint":
+    if mode in ("joint", "accumulate"):
         reg.attach(optimizer)
     for x, y in batches():
         optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        (loss + reg() if mode == "loss" else loss).backward()
+        if mode == "accumulate":
+            for index, half in enumerate((slice(0, 4), slice(4, 8))):
+                if hasattr(model, "set_requires_gradient_sync"):
+                    model.set_requires_gradient_sync(index == 1)
+                (nn.functional.mse_loss(model(x[half]), y[half]) / 2).backward()
+        else:
+            loss = nn.functional.mse_loss(model(x), y)
+            (loss + reg() if mode == "loss" else loss).backward()
         optimizer.step()
 
 
@@ -76,7 +85,7 @@ def _fsdp_worker(rank: int, port: int, out_dir: str) -> None:
             built_after = CASES[name](model)   # on the DTensor parameters themselves
             results[f"{name}/after"] = float(built_after().detach())
         for name in TRAINED:
-            for mode in ("loss", "joint"):
+            for mode in MODES:
                 sharded = model_of()
                 reg = CASES[name](sharded)
                 for module in (sharded[0], sharded[2], sharded):
@@ -104,7 +113,7 @@ def test_fsdp2_values_logs_and_training_equal_the_unsharded_model(tmp_path: Path
             assert len(logged) == len(wanted)
             assert all(abs(a - b) <= 1e-5 * max(1.0, abs(b)) for a, b in zip(logged, wanted)), name
     for name in TRAINED:
-        for mode in ("loss", "joint"):
+        for mode in MODES:
             model = model_of()
             train(model, CASES[name](model), mode)
             for results in ranks:
