@@ -191,3 +191,34 @@ def test_bad_arguments() -> None:
         RegularizationCallback(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="log must be a bool"):
         RegularizationCallback(nr.L1(nn.Linear(2, 2)), log="yes")
+
+
+def test_ddp_spawn_on_two_cpu_processes_equals_sgd_on_the_sum(tmp_path) -> None:
+    """Lightning's DDP strategy (2 CPU processes, gloo): both ranks see every batch (no distributed sampler),
+    so the all-reduced task gradient is the single-process one, and the replicas add the same penalty
+    gradient: the update is exactly that of task_loss + penalty."""
+    import socket
+
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname(), 5):
+            pass
+    except OSError as error:
+        pytest.skip(f"no TCP on loopback here: {error}")
+    batches = make_batches(4)
+    module = Module()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", use_distributed_sampler=False, max_epochs=1,
+        logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        default_root_dir=tmp_path, callbacks=[RegularizationCallback(make_reg(module.net))],
+    )
+    trainer.fit(module, loader(batches))
+
+    model = seeded_model()
+    reference = make_reg(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for x, y in batches:
+        optimizer.zero_grad()
+        (nn.functional.mse_loss(model(x), y) + reference()).backward()
+        optimizer.step()
+    assert_same(parameters_of(module.net), parameters_of(model))
+    assert not torch.allclose(parameters_of(module.net)[0], parameters_of(seeded_model())[0])
