@@ -442,3 +442,48 @@ def test_distributed_data_parallel_replicas_match_single_process_training(tmp_pa
     rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE))
     assert all(torch.equal(a, b) for a, b in zip(rank0, rank1))
     assert_same(rank0, train_by_hand(l1_list, make_batches(DDP_BATCHES)))
+
+
+def test_a_parameter_missing_from_a_steps_loss_gets_the_penalty_of_that_step_only() -> None:
+    """Attached, the penalty reaches a parameter the task loss did not touch (its .grad was None), as
+    ``task_loss + reg()`` would, and nothing of it is left over for the next step."""
+
+    def run(attached: bool) -> list:
+        torch.manual_seed(0)
+        a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+        reg = nr.L2(nn.ModuleList([a, b]), Lambda=0.3, squared=True)
+        optimizer = torch.optim.SGD([*a.parameters(), *b.parameters()], lr=LR)
+        if attached:
+            reg.attach(optimizer)
+        x = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+        for uses_b in (False, True, False):
+            optimizer.zero_grad()
+            loss = a(x).square().mean() + (b(x).square().mean() if uses_b else 0.0)
+            (loss if attached else loss + reg()).backward()
+            optimizer.step()
+        return [p.detach().clone() for p in [*a.parameters(), *b.parameters()]]
+
+    assert_same(run(True), run(False))
+
+
+class _Affine(BaseCallback):
+    """Applies ``w <- scale * w + shift`` to a shared tensor at the end of each optimization."""
+
+    def __init__(self, w: torch.Tensor, scale: float, shift: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.w, self.scale, self.shift = w, scale, shift
+
+    def on_optimization_end(self, trainer: Any = None, **kwargs: Any) -> None:
+        self.w.mul_(self.scale).add_(self.shift)
+
+
+@pytest.mark.parametrize("double_first", [True, False])
+def test_priorities_decide_the_order_of_the_callbacks_effects(double_first: bool) -> None:
+    model = seeded_model()
+    w = torch.ones(())
+    double = _Affine(w, 2.0, 0.0, priority=5 if double_first else 20, name="double")
+    add_one = _Affine(w, 1.0, 1.0, priority=20 if double_first else 5, name="add_one")
+    ProtocolTrainer(model, [add_one, double, BPTT(torch.optim.SGD(model.parameters(), lr=LR))]).train(
+        make_batches(1, batch_size=4)
+    )
+    assert float(w) == (3.0 if double_first else 4.0)   # (1 * 2) + 1, or (1 + 1) * 2
