@@ -131,6 +131,7 @@ def test_compiled_auto_tolerance_is_one_graph_per_batch_size_and_equals_eager() 
     loss = nr.BatchCorrelationLoss(tol="auto", tol_sig=0.5)
     counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
     compiled = torch.compile(loss, backend=counter, fullgraph=True)  # fullgraph: a graph break is an error
+    frames = []
     for batch in (10, 24, 10, 40):  # the second size makes dynamo try a dynamic batch size
         X, N = shared_signal(0.3, batch=batch, features=6, seed=batch)
         X.requires_grad_()
@@ -146,7 +147,10 @@ def test_compiled_auto_tolerance_is_one_graph_per_batch_size_and_equals_eager() 
         np.testing.assert_allclose(float(expected.detach()),
                                    np.mean(np.maximum(np.abs(reference(X.detach().numpy(), N.numpy()))
                                                       - auto_tol(batch, 0.5), 0)), rtol=1e-10)
-    assert counter.frame_count == 3  # one graph per batch size, reused for the repeated 10
+        frames.append(counter.frame_count)
+    # A new graph for each new batch size (its own constant tolerance), none for the repeated 10. Counted as
+    # changes: Dynamo may restart an analysis and call the backend twice for one graph.
+    assert frames[0] >= 1 and frames[1] > frames[0] and frames[2] == frames[1] and frames[3] > frames[2]
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
