@@ -77,10 +77,11 @@ def test_changing_lambda_does_not_recompile() -> None:
     counter = torch._dynamo.testing.CompileCounter()
     compiled = torch.compile(reg, backend=counter)
     first = compiled()
+    frames = counter.frame_count   # not 1 necessarily: Dynamo may restart an analysis of the one graph
     reg.Lambda = 2.0
     second = compiled()
     torch.testing.assert_close(second, 4 * first)
-    assert counter.frame_count == 1
+    assert counter.frame_count == frames
 
 
 @pytest.mark.parametrize(
