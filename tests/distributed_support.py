@@ -21,8 +21,10 @@ WORLD_SIZE = 2
 TIMEOUT = timedelta(seconds=60)
 
 
-def init_worker(rank: int, port: int, out_dir: str) -> None:
-    """Join the process group (in a worker), then mark this rank as having rendezvoused."""
+def init_worker(rank: int, port: int, out_dir: str) -> object:
+    """Join the process group (in a worker), then mark this rank as having rendezvoused. Returns the store:
+    the worker keeps it until after ``destroy_process_group`` (a store destroyed under a live group can abort
+    the process at exit)."""
     import torch.distributed as dist
 
     # Loopback by name: gloo otherwise binds to whatever address the host name resolves to.
@@ -31,6 +33,18 @@ def init_worker(rank: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", store=store, rank=rank, world_size=WORLD_SIZE, timeout=TIMEOUT)
     dist.barrier()
     Path(out_dir, f"ready{rank}").touch()
+    return store
+
+
+def finish_worker(store: object) -> None:
+    """Leave the process group and end the worker process at once (after its results are written): the
+    interpreter's teardown of gloo's threads aborts a worker now and then ("terminate called without an active
+    exception") after all its work is done."""
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+    del store
+    os._exit(0)
 
 
 def run_workers(worker: Callable[[int, int, str], None], out_dir: Path) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 import neuroreg as nr
 from neuroreg.callbacks import HOOK_ORDER, BaseCallback
 from neuroreg.testing import BPTT, ProtocolTrainer
-from tests.distributed_support import WORLD_SIZE, init_worker, run_workers
+from tests.distributed_support import WORLD_SIZE, finish_worker, init_worker, run_workers
 from tests.protocol import (
     LR,
     assert_same,
@@ -420,7 +420,7 @@ DDP_BATCHES = 4
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    init_worker(rank, port, out_dir)
+    store = init_worker(rank, port, out_dir)
     try:
         model = seeded_model()
         ddp = nn.parallel.DistributedDataParallel(model)
@@ -433,7 +433,8 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
             reg.accumulate_grad()
             optimizer.step()
         torch.save(parameters_of(model), Path(out_dir, f"rank{rank}.pt"))
-    finally:
+        finish_worker(store)
+    finally:   # reached on an error only: finish_worker ends the process
         dist.destroy_process_group()
 
 

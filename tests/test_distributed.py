@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import neuroreg as nr
-from tests.distributed_support import WORLD_SIZE, init_worker, run_workers
+from tests.distributed_support import WORLD_SIZE, finish_worker, init_worker, run_workers
 
 LR, STEPS = 0.1, 3
 
@@ -70,7 +70,7 @@ def _fsdp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
 
-    init_worker(rank, port, out_dir)
+    store = init_worker(rank, port, out_dir)
     try:
         results: dict = {}
         model = model_of()
@@ -93,7 +93,8 @@ def _fsdp_worker(rank: int, port: int, out_dir: str) -> None:
                 train(sharded, reg, mode)
                 results[f"{name}/{mode}"] = full_parameters(sharded)
         torch.save(results, Path(out_dir, f"rank{rank}.pt"))
-    finally:
+        finish_worker(store)
+    finally:   # reached on an error only: finish_worker ends the process
         dist.destroy_process_group()
 
 
@@ -124,7 +125,7 @@ def test_fsdp2_values_logs_and_training_equal_the_unsharded_model(tmp_path: Path
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    init_worker(rank, port, out_dir)
+    store = init_worker(rank, port, out_dir)
     try:
         results: dict = {}
         for mode in ("loss", "joint"):
@@ -140,7 +141,8 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
             assert parameters
         results["names"] = nr.L2(nn.parallel.DistributedDataParallel(model_of()), include="2.*").param_names
         torch.save(results, Path(out_dir, f"rank{rank}.pt"))
-    finally:
+        finish_worker(store)
+    finally:   # reached on an error only: finish_worker ends the process
         dist.destroy_process_group()
 
 
