@@ -82,7 +82,7 @@ class _ClosedFormPenalty(torch.autograd.Function):
         return (None, *ctx.reg._closed_form_grads(list(ctx.saved_tensors), grad))
 
 
-class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
+class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
     r"""Base class of every regularization: a module whose call returns ``Lambda * forward(...)``.
 
     A subclass implements :meth:`forward`, the unweighted penalty, by calling its function in
@@ -660,29 +660,6 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
                 if grad is not None:
                     param.grad = grad.clone() if param.grad is None else param.grad.add_(grad)
 
-    def start(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Attach to the trainer's optimizers (see :meth:`attach`): the penalty then acts inside every
-        optimizer step, whichever hook of the learning algorithm takes it.
-
-        The optimizers are ``trainer.optimizer`` and the ``.optimizer`` of the trainer's callbacks that are
-        not modules (NeuroTorch's learning algorithms). A NeuroTorch learning algorithm that makes its
-        optimizer in its own ``start`` is attached to at :meth:`on_train_begin`.
-
-        Raises:
-            ValueError: The trainer has no optimizer this regularization can find or will find, or two of its
-                optimizers hold the same regularized parameter. Nothing is attached then.
-        """
-        self._sync_trainer_optimizers(trainer, final=False)
-
-    def on_train_begin(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Attach to optimizers the learning algorithms made in their own ``start`` (or after loading a
-        checkpoint); a ``ValueError`` if there is still none."""
-        self._sync_trainer_optimizers(trainer, final=True)
-
-    def close(self, trainer: Any = None, **kwargs: Any) -> None:
-        """Detach from the trainer's optimizers (attachments made with :meth:`attach` stay)."""
-        self._detach_trainer_optimizers()
-
     def separate_step(self) -> Tensor:
         """Take one step of the regularization's own optimizer on the penalty alone: zero the gradients,
         backpropagate ``Lambda * penalty``, step, then restore every gradient as it was (so the task
@@ -758,8 +735,7 @@ class BaseRegularization(nn.Module, BaseCallback, OptimizerHooks, Configurable):
 
     def __getstate__(self) -> Dict[str, Any]:
         # A copy (copy.deepcopy, pickling) is attached to no optimizer: hooks never cross a copy.
-        state = super().__getstate__()
-        state["_attachments"], state["_trainer_attachments"] = {}, []
+        state = self._unattached_state(super().__getstate__())
         state["_copy_memo"] = None
         state["_lambda_cache"], state["_sharded_buffers"] = {}, {}   # caches of this object's own tensors
         return state

@@ -229,7 +229,7 @@ def mask_(module: nn.Module, name: str = "weight", *, mask: Tensor) -> nn.Module
 
 
 # --- projections ------------------------------------------------------------------------------------------------
-class _Projection(nn.Module, BaseCallback, OptimizerHooks):
+class _Projection(nn.Module, OptimizerHooks, BaseCallback):
     """Plain parameters and one constraint module per parameter (``constraints``), projected after each
     optimizer step it is attached to."""
 
@@ -268,20 +268,13 @@ class _Projection(nn.Module, BaseCallback, OptimizerHooks):
             for param, constraint in self._pairs(optimizer):
                 constraint.project_(param)
 
-    # The trainer protocol and checkpoints are the regularizations' own: attach to the trainer's optimizers in
-    # start/on_train_begin, detach in close; the state is the module's buffers (never the model's weights).
-    start = BaseRegularization.start
-    on_train_begin = BaseRegularization.on_train_begin
-    close = BaseRegularization.close
+    # Checkpoints are the regularizations' own: the state is the module's buffers (never the model's weights).
     get_checkpoint_state = BaseRegularization.get_checkpoint_state
     load_checkpoint_state = BaseRegularization.load_checkpoint_state
     _plain_state_dict = BaseRegularization._plain_state_dict
 
     def __getstate__(self) -> Dict[str, Any]:
-        # A copy (copy.deepcopy, pickling) is attached to no optimizer, as a regularization's copy.
-        state = super().__getstate__()
-        state["_attachments"], state["_trainer_attachments"] = {}, []
-        return state
+        return self._unattached_state(super().__getstate__())
 
 
 class SignProjection(_Projection):

@@ -263,6 +263,35 @@ class OptimizerHooks:
             attachment.remove()
         self._trainer_attachments = []
 
+    def _unattached_state(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        """``state`` (a ``__getstate__`` dict) of a copy attached to nothing: hooks never cross a copy."""
+        state["_attachments"], state["_trainer_attachments"] = {}, []
+        return state
+
+    # --- the trainer protocol: attach in start/on_train_begin, detach in close ------------------------------
+    def start(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Attach to the trainer's optimizers (see :meth:`attach`): the callback then acts inside every
+        optimizer step, whichever hook of the learning algorithm takes it.
+
+        The optimizers are ``trainer.optimizer`` and the ``.optimizer`` of the trainer's callbacks that are
+        not modules (NeuroTorch's learning algorithms). A NeuroTorch learning algorithm that makes its
+        optimizer in its own ``start`` is attached to at :meth:`on_train_begin`.
+
+        Raises:
+            ValueError: The trainer has no optimizer this callback can find or will find, or two of its
+                optimizers hold the same parameter. Nothing is attached then.
+        """
+        self._sync_trainer_optimizers(trainer, final=False)
+
+    def on_train_begin(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Attach to optimizers the learning algorithms made in their own ``start`` (or after loading a
+        checkpoint); a ``ValueError`` if there is still none."""
+        self._sync_trainer_optimizers(trainer, final=True)
+
+    def close(self, trainer: Any = None, **kwargs: Any) -> None:
+        """Detach from the trainer's optimizers (attachments made with :meth:`attach` stay)."""
+        self._detach_trainer_optimizers()
+
 
 Operator = Callable[[List[Tensor], List[float]], None]
 
