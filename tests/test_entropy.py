@@ -12,7 +12,7 @@ from scipy.stats import entropy as entropy_ref
 
 import neuroreg as nr
 from neuroreg.functional import entropy, entropy_logit, kl_divergence, kl_divergence_logit
-from neuroreg.scalarise import mean_scalarise, sum_scalarise
+from neuroreg.scalarise import max_scalarise, mean_scalarise, sum_scalarise
 from tests.registry import make_params
 
 
@@ -160,6 +160,14 @@ def test_modules_on_held_parameters_and_their_defaults() -> None:
     assert float(nr.EntropyLoss(P, keepdims=True)().detach()) == pytest.approx(
         sum(entropy_ref(p.detach().numpy(), axis=-1).mean() for p in P), rel=1e-12
     )
+
+
+def test_the_losses_drop_the_summed_axis_by_default() -> None:
+    # keepdims=False (hypercoil's default) leaves one entropy per row: a max over the last axis is over the rows.
+    P = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    out = nr.EntropyLoss(scalarisation=max_scalarise(axis=-1))(P)
+    assert out.shape == ()
+    assert float(out) == pytest.approx(entropy_ref(P.numpy(), axis=-1).max(), rel=1e-12)
 
 
 def test_a_gradient_step_on_entropy_sharpens_the_distributions() -> None:
