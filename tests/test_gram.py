@@ -157,6 +157,14 @@ def test_theta_reaches_the_kernel_and_is_a_buffer() -> None:
     torch.testing.assert_close(on_inputs(held.detach()), reg().double())
 
 
+def test_a_theta_that_does_not_fit_the_held_parameters_fails_at_construction() -> None:
+    # The held (4, 9) parameters take a weight per feature: 9, not 5 (a check with theta, before any call).
+    (held,) = make_params((4, 9))
+    with pytest.raises(RuntimeError, match="size"):
+        nr.GramDeterminantLoss(held, theta=torch.ones(5, dtype=torch.float64), op=linear_kernel)
+    nr.GramDeterminantLoss(held, theta=torch.ones(9, dtype=torch.float64), op=linear_kernel)
+
+
 def test_gradients_pass_gradcheck() -> None:
     X = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: log_det_gram(x, psi=0.1), (X,))
