@@ -136,6 +136,17 @@ def test_in_a_list_with_an_l2() -> None:
     assert set(regs.last_values()) == {"eq", "mass", "l2"}
 
 
+def test_module_defaults_on_a_batch_of_parcellations() -> None:
+    # (batch, parcels, voxels): a parcel's mass is the mean over the last axis, its instance the last two.
+    X = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = X.numpy()
+    E = np.abs(x.mean(-1, keepdims=True) - x.mean((-2, -1), keepdims=True))
+    assert float(nr.EquilibriumLoss()(X)) == pytest.approx((E**2).mean(), rel=1e-12)
+    p = np.exp(x) / np.exp(x).sum(-2, keepdims=True)
+    E = np.abs(p.mean(-1, keepdims=True) - p.mean((-2, -1), keepdims=True))
+    assert float(nr.EquilibriumLogitLoss()(X)) == pytest.approx(E.mean(), rel=1e-12)
+
+
 def test_scalarisation_and_repr() -> None:
     X = torch.rand(2, 3, 4)
     loss = nr.EquilibriumLoss(scalarisation=nr.scalarise.max_scalarise(), level_axis=-2, instance_axes=(-1, -2))
