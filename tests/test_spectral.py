@@ -186,6 +186,15 @@ def test_unconverged_vectors_are_iterated_only_when_the_weights_change() -> None
     torch.testing.assert_close(reg.u_0, F.power_iteration(w.detach(), u0, v0, 1)[0])
 
 
+def test_a_tiny_matrix_shows_the_15_construction_steps_and_the_eps_floor() -> None:
+    # W = c I with c below eps: each half-step divides by eps, not by a norm, and scales the vector by c / eps;
+    # 15 steps from a unit start give u = (c/eps)^30 u0, v = (c/eps)^29 u0, so sigma = u^T W v = c (c/eps)^59.
+    c = 1e-13
+    w = nn.Parameter(c * torch.eye(3, dtype=torch.float64))
+    assert float(nr.SpectralNorm([w])().detach()) == pytest.approx(c * (c / 1e-12) ** 59, rel=1e-9)
+    assert float(nr.SpectralNorm([w], eps=1e-11)().detach()) == pytest.approx(c * (c / 1e-11) ** 59, rel=1e-9)
+
+
 def test_under_torch_func_the_vectors_are_read_not_iterated() -> None:
     w = nn.Parameter(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
     reg = nr.SpectralNorm([w], Lambda=2.0)
