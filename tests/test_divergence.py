@@ -200,6 +200,26 @@ def test_js_logit_closed_form_gradient_equals_autograd_of_the_terms(shape_p, sha
     assert torch.isfinite(only_p).all()
 
 
+def test_torch_func_transforms_differentiate_js_logit_terms() -> None:
+    # The closed form is a plain autograd.Function, which functorch cannot batch: under vmap and grad the
+    # terms are differentiated instead. Reference: JS written out with torch ops, and SciPy's distance squared.
+    P = torch.randn(3, 4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    Q = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    values = torch.func.vmap(lambda x: js_divergence_logit(x, Q).sum())(P)
+    p, q = P.softmax(-1).numpy(), Q.softmax(-1).numpy()
+    expected = [sum(jensenshannon(row, q) ** 2 for row in rows) for rows in p]
+    np.testing.assert_allclose(values.numpy(), expected, rtol=1e-10)
+
+    def written_out(x: torch.Tensor) -> torch.Tensor:
+        px, qx = x.softmax(-1), Q.softmax(-1)
+        m = 0.5 * (px + qx)
+        return 0.5 * ((px * (px / m).log()).sum() + (qx * (qx / m).log()).sum())
+
+    got = torch.func.grad(lambda x: js_divergence_logit(x, Q).sum())(P)
+    leaf = P.clone().requires_grad_()
+    torch.testing.assert_close(got, torch.autograd.grad(written_out(leaf), leaf)[0])
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("function", DIVERGENCES)
 def test_reduced_precision_returns_the_input_dtype(function, dtype) -> None:
