@@ -128,6 +128,16 @@ def test_coaffiliation_options(exclude_diag, normalise_coaffiliation) -> None:
     torch.testing.assert_close(value, torch.from_numpy(expected))
 
 
+def test_coaffiliation_of_batches_normalises_each_block() -> None:
+    # (batch, vertices, communities) with I = 4 != O = 5 != K = 3, and batch 2: each block over its own largest
+    # entry (where it exceeds 1), C_o checked by its last axis.
+    C, C_o = 3.0 * normal(2, 4, 3, seed=0).abs(), 3.0 * normal(2, 5, 3, seed=1).abs()
+    C_o[1] = C_o[1] / C_o[1].max()   # one block already at most 1: not rescaled
+    value = coaffiliation(C, C_o, exclude_diag=False, normalise_coaffiliation=True)
+    expected = [(c / max(1, c.max())) @ (o / max(1, o.max())).T for c, o in zip(C.numpy(), C_o.numpy())]
+    torch.testing.assert_close(value, torch.from_numpy(np.stack(expected)))
+
+
 @pytest.mark.parametrize("normalise", [True, False])
 def test_graph_laplacian_with_an_isolated_vertex(normalise) -> None:
     W = normal(2, 5, 5, seed=0).abs()
@@ -157,6 +167,13 @@ def test_connectopy_default_theta_progressive_theta_and_d() -> None:
                        dissimilarity=lambda Q, theta: Q @ Q.mT)
     torch.testing.assert_close(value, torch.tensor((2.0 * A.numpy() * (Q.numpy() @ Q.numpy().T)).sum(),
                                                    dtype=torch.float64))
+
+
+def test_connectopy_of_a_stack_of_affinities() -> None:
+    # A of shape (2, 3, V, V) with V = 4: the affinity is checked on its last axis, not its second.
+    Q, A = normal(4, 2, seed=0), normal(2, 3, 4, 4, seed=1).abs()
+    expected = (A.numpy() * np_sqdist(Q.numpy())).sum((-2, -1))
+    torch.testing.assert_close(connectopy(Q, A), torch.from_numpy(expected))
 
 
 @pytest.mark.parametrize("exclude_diag", [True, False])
