@@ -10,6 +10,7 @@ from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Lit
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.module import _has_any_global_hook
 
 from neuroreg._validation import (
     check_bool,
@@ -27,6 +28,7 @@ from neuroreg.functional._multi_tensor import (
     full,
     grads_laid_out_like,
     is_dtensor,
+    is_small,
     sparse_grads_as_dense,
     sum_scalars,
 )
@@ -36,6 +38,9 @@ __all__ = ["BaseRegularization", "RegularizationList"]
 
 LambdaLike = Union[float, Callable[[int], float]]
 ParamsLike = Union[nn.Module, Dict[str, nn.Parameter], Iterable[nn.Parameter], nn.Parameter, None]
+
+
+_NARROW = (torch.float16, torch.bfloat16)
 
 
 class _HeldParameters(nn.ParameterList):
@@ -65,16 +70,15 @@ class _HeldParameters(nn.ParameterList):
 class _ClosedFormPenalty(torch.autograd.Function):
     """The unweighted penalty of a regularization whose gradient has a closed form; its backward is that
     closed form (first order: not twice differentiable). Not used under torch.func transforms, where the
-    penalty is differentiated through ``forward`` (see ``BaseRegularization._closed_form_call``)."""
+    penalty is differentiated through ``forward`` (see ``BaseRegularization._closed_form_call``), so it
+    needs no ``setup_context``: the ``ctx``-first form skips the signature binding that ``apply`` does for
+    the other (about 10 µs a call)."""
 
     @staticmethod
-    def forward(reg: BaseRegularization, *params: Tensor) -> Tensor:
-        return nn.Module.__call__(reg)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        ctx.reg = inputs[0]
-        ctx.save_for_backward(*inputs[1:])
+    def forward(ctx: Any, reg: BaseRegularization, *params: Tensor) -> Tensor:
+        ctx.reg = reg
+        ctx.save_for_backward(*params)
+        return reg._unweighted(list(params))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -242,9 +246,11 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         return self
 
     # --- the penalty -------------------------------------------------------------------------------------
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """The unweighted penalty. Subclasses call their :mod:`neuroreg.functional` function here."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+    def forward(self) -> Tensor:
+        """The unweighted penalty. Subclasses call their :mod:`neuroreg.functional` function here; one whose
+        penalty is a function of its held tensors alone implements :meth:`_penalty_value` instead, and this
+        calls it with :meth:`regularized_parameters`."""
+        return self._penalty_value(self.regularized_parameters())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         """Return ``Lambda * forward(*args, **kwargs)``, a differentiable 0-d tensor, and remember both
@@ -253,28 +259,36 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         A class with a closed-form gradient differentiates through it: the backward pass writes
         ``∂penalty/∂p`` with multi-tensor kernels instead of differentiating ``forward``'s reductions (about 2x
         faster for a squared L2 over 20 tensors of 1024² on a 2-core CPU, and nothing saved but the parameters
-        themselves). That backward is first order only; for higher-order gradients use
-        ``reg.Lambda * reg.forward()``, which autograd differentiates through.
+        themselves). That backward is first order only. Below
+        :data:`~neuroreg.functional._multi_tensor.SMALL_NUMEL` regularized entries in all (256², most E/I
+        networks), where a call costs its kernel launches and Python rather than its passes over memory,
+        autograd differentiates the value's few kernels instead (the same gradient, to rounding). For
+        higher-order gradients at any size use ``reg.Lambda * reg.forward()``.
         """
-        if self._sync_pending:
+        state = self.__dict__   # plain attributes read and set past nn.Module's __getattr__/__setattr__
+        if state["_sync_pending"]:
             self._sync_references()
-        params = self.regularized_parameters() if self._closed_form_call(args, kwargs) else []
-        if params and is_dtensor(params[0]):
-            # FSDP2: autograd differentiates through the shards, each gradient laid out like its parameter.
-            state = self.__dict__
-            state["_align_dtensor_grads"], params = True, []
-            try:
-                raw = full(super().__call__(*args, **kwargs))
-            finally:
-                state["_align_dtensor_grads"] = False
+        if self._closed_form_call(args, kwargs):
+            params = self.regularized_parameters()
+            if params and is_dtensor(params[0]):
+                # FSDP2: autograd differentiates through the shards, each gradient laid out like its parameter.
+                state["_align_dtensor_grads"] = True
+                try:
+                    raw = full(super().__call__())
+                finally:
+                    state["_align_dtensor_grads"] = False
+            elif is_small(params):
+                # A call is then dominated by fixed costs, and autograd's backward of the value's few kernels
+                # costs less than an autograd Function's Python (both give the same gradient, to rounding).
+                raw = self._unweighted(params)
+            else:
+                raw = _ClosedFormPenalty.apply(self, *params)
         else:
-            raw = full(_ClosedFormPenalty.apply(self, *params) if params else super().__call__(*args, **kwargs))
-        if raw.dtype in (torch.float16, torch.bfloat16):   # weighted in float32: Lambda=1e6 is inf in float16
+            raw = full(super().__call__(*args, **kwargs))
+        if raw.dtype in _NARROW:   # weighted in float32: Lambda=1e6 is inf in float16
             weighted = (raw.float() * self._lambda_as(raw.float())).to(raw.dtype)
         else:
             weighted = raw * self._lambda_as(raw)
-        # Plain attributes, set past nn.Module.__setattr__'s checks (a few µs a call at small sizes).
-        state = self.__dict__
         if not torch._C._are_functorch_transforms_active():   # values under vmap/grad are not for logging
             state["_last_raw"], state["_last_weighted"] = raw.detach(), weighted.detach()
             state["_value_stale"] = False
@@ -291,6 +305,22 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
             cached = self._lambda_cache[key] = self._lambda.to(device=like.device, dtype=like.dtype)
         return cached
 
+    def _unweighted(self, params: List[Tensor]) -> Tensor:
+        """The unweighted penalty of ``params`` (:meth:`regularized_parameters`, just computed): straight from
+        :meth:`_penalty_value` without finding the parameters again, or through ``nn.Module.__call__`` where
+        forward hooks are registered (they see the call as for any module) or ``forward`` is overridden."""
+        if (
+            self._forward_hooks or self._forward_pre_hooks or _has_any_global_hook()
+            or type(self).forward is not BaseRegularization.forward
+        ):
+            return full(nn.Module.__call__(self))
+        return full(self._penalty_value(params))
+
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
+        """The unweighted penalty of ``params``, the tensors :meth:`regularized_parameters` returns (see
+        :meth:`forward`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward() or _penalty_value()")
+
     def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor]) -> None:
         """Register one buffer per held parameter, named ``{prefix}_{index}`` (in state_dict, moved by .to())."""
         for index, tensor in enumerate(tensors):
@@ -298,12 +328,15 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
 
     def _buffer_list(self, prefix: str) -> List[Tensor]:
         """The buffers registered by :meth:`_register_buffer_list`, in parameter order."""
-        return [self._buffers[f"{prefix}_{index}"] for index in range(len(self.params))]
+        buffers = self._buffers
+        return [buffers[f"{prefix}_{index}"] for index in range(len(self._modules["params"]._parameters))]
 
     def _regularized_buffers(self, prefix: str) -> List[Tensor]:
         """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
         buffers = self._buffer_list(prefix)
-        held = [(p, buffer) for p, buffer, frozen in zip(self.params, buffers, self._frozen) if _acts_on(p, frozen)]
+        held = [(p, buffer) for p, buffer, frozen in zip(self._held(), buffers, self._frozen) if _acts_on(p, frozen)]
+        if not held or not is_dtensor(held[0][0]):   # FSDP2 shards all parameters of a model, or none
+            return [buffer for _, buffer in held]
         return [self._laid_out_like(param, buffer) if is_dtensor(param) else buffer for param, buffer in held]
 
     def _laid_out_like(self, param: Tensor, buffer: Tensor) -> Tensor:
@@ -340,15 +373,21 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         """The tensors the penalty acts on now: the held parameters that are not frozen, each parametrized one
         as its effective tensor (computed now, differentiable into the raw parameter; see ``effective``)."""
         self._follow_replaced_parameters()
+        held = [p for p, frozen in zip(self._held(), self._frozen) if _acts_on(p, frozen)]
         if self._align_dtensor_grads:
-            return grads_laid_out_like([p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)])
+            return grads_laid_out_like(held)
         if not any(self._views):
-            return [p for p, frozen in zip(self.params, self._frozen) if _acts_on(p, frozen)]
+            return held
         return [
             p if view is None else getattr(_alive(view[0], self.name), view[1])
-            for p, view, frozen in zip(self.params, self._views, self._frozen)
+            for p, view, frozen in zip(self._held(), self._views, self._frozen)
             if _acts_on(p, frozen)
         ]
+
+    def _held(self) -> Iterable[nn.Parameter]:
+        """The held Parameters, in order: ``self.params`` without ``nn.Module.__getattr__`` (about 0.7 µs, on
+        every call of a penalty)."""
+        return self._modules["params"]._parameters.values()
 
     def _held_tensors(self) -> List[tuple]:
         """Every held tensor, frozen ones included, as ``(tensor, acts)``: ``acts`` as in

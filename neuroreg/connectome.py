@@ -35,16 +35,19 @@ from neuroreg._validation import (
     order_text,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
+
+# The modules call the functions' unchecked forms: their arguments were checked at construction, and a
+# check per call costs more than a small penalty itself.
 from neuroreg.functional.connectome import (
-    dale_law_l2,
-    dale_law_l2_add_grad_,
-    dale_sign_penalty,
-    dale_sign_penalty_add_grad_,
+    _dale_law_l2,
+    _dale_law_l2_add_grad_,
+    _dale_sign_penalty,
+    _dale_sign_penalty_add_grad_,
+    _exc_ratio_add_grad_,
+    _exc_ratio_penalty,
+    _weights_distance,
+    _weights_distance_add_grad_,
     exc_ratio,
-    exc_ratio_penalty,
-    exc_ratio_penalty_add_grad_,
-    weights_distance,
-    weights_distance_add_grad_,
 )
 from neuroreg.functional.matrix_norms import Ord, weights_matrix_distance, weights_matrix_distance_add_grad_
 from neuroreg.functional.prox import (
@@ -258,21 +261,20 @@ class DaleLawL2(PenaltyUpdates, _SignReference):
         self.alpha = alpha
         self._init_penalty_updates("gradient", reduction)
 
-    def forward(self) -> Tensor:
-        params = self.regularized_parameters()
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
         if not params:
             return self._zero()
         return self._reduced(self._dale_value, params, self._regularized_buffers("reference_signs"))
 
     def _dale_value(self, params: List[Tensor], signs: List[Tensor]) -> Tensor:
-        return dale_law_l2(params, signs, self.alpha)
+        return _dale_law_l2(params, signs, self.alpha)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_dale_grad_, grads, params, self._regularized_buffers("reference_signs"),
                                 alpha=alpha)
 
     def _add_dale_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
-        dale_law_l2_add_grad_(grads, params, signs, self.alpha, scale=alpha)
+        _dale_law_l2_add_grad_(grads, params, signs, self.alpha, alpha)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, alpha={self.alpha:g}{self._modes_repr()}"
@@ -360,21 +362,20 @@ class DaleSignPenalty(PenaltyUpdates, _SignReference):
         self.p = p
         self._init_penalty_updates(update, reduction)
 
-    def forward(self) -> Tensor:
-        params = self.regularized_parameters()
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
         if not params:
             return self._zero()
         return self._reduced(self._sign_value, params, self._regularized_buffers("reference_signs"))
 
     def _sign_value(self, params: List[Tensor], signs: List[Tensor]) -> Tensor:
-        return dale_sign_penalty(params, signs, self.p)
+        return _dale_sign_penalty(params, signs, self.p)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_sign_grad_, grads, params, self._regularized_buffers("reference_signs"),
                                 alpha=alpha)
 
     def _add_sign_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
-        dale_sign_penalty_add_grad_(grads, params, signs, self.p, alpha=alpha)
+        _dale_sign_penalty_add_grad_(grads, params, signs, self.p, alpha)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         dale_sign_prox_(params, self._buffers_of("reference_signs", params), steps)
@@ -430,18 +431,17 @@ class ExcRatioTargetRegularization(BaseRegularization):
         # The closed form is softsign's: any other sign function leaves the gradient to autograd.
         self.closed_form_grad = sign_func is None
 
-    def forward(self) -> Tensor:
-        params = self.regularized_parameters()
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
         if not params:
             return self._zero()
-        return exc_ratio_penalty(params, self.exc_target_ratio, self._sign_func_or_default())
+        return _exc_ratio_penalty(params, self.exc_target_ratio, self._sign_func_or_default())
 
     def _sign_func_or_default(self) -> Optional[Callable[[Tensor], Tensor]]:
         # None selects the functional's softsign, the form its closed-form gradient is written for.
         return None if self.closed_form_grad else self.sign_func
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
-        exc_ratio_penalty_add_grad_(grads, params, self.exc_target_ratio, alpha=alpha)
+        _exc_ratio_add_grad_(grads, params, self.exc_target_ratio, alpha)
 
     def get_params_exc_ratio(self) -> List[float]:
         """The soft excitatory ratio :math:`r_k` of each held parameter, as floats."""
@@ -592,15 +592,15 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         """The reference weights, one per held parameter (buffers ``reference_weights_{k}``)."""
         return self._buffer_list("reference_weights")
 
-    def forward(self) -> Tensor:
-        params = self.regularized_parameters()
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
         if not params:
             return self._zero()
         return self._reduced(self._distance_value, params, self._regularized_buffers("reference_weights"))
 
     def _distance_value(self, params: List[Tensor], references: List[Tensor]) -> Tensor:
-        distance = weights_matrix_distance if self.norm == "matrix" else weights_distance
-        return distance(params, references, self.p, squared=self.squared)
+        if self.norm == "matrix":
+            return weights_matrix_distance(params, references, self.p, squared=self.squared)
+        return _weights_distance(params, references, self.p, self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_distance_grad_, grads, params, self._regularized_buffers("reference_weights"),
@@ -608,8 +608,10 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
 
     def _add_distance_grad_(self, grads: List[Tensor], params: List[Tensor], references: List[Tensor],
                             alpha: float) -> None:
-        add_grad_ = weights_matrix_distance_add_grad_ if self.norm == "matrix" else weights_distance_add_grad_
-        add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
+        if self.norm == "matrix":
+            weights_matrix_distance_add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
+        else:
+            _weights_distance_add_grad_(grads, params, references, self.p, self.squared, alpha)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         prox = weights_distance_l1_prox_ if self.p == 1 else weights_distance_squared_l2_prox_

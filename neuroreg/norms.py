@@ -16,7 +16,7 @@ from neuroreg._validation import (
     order_text,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
-from neuroreg.functional.lp import lp_norm, lp_norm_add_grad_
+from neuroreg.functional.lp import _lp_norm, _lp_norm_add_grad_
 from neuroreg.functional.matrix_norms import Ord, matrix_norm, matrix_norm_add_grad_
 from neuroreg.functional.prox import l1_prox_, squared_l2_decay_, squared_l2_prox_
 from neuroreg.updates import PenaltyUpdates, Reduction, Update, norm_updates
@@ -96,23 +96,22 @@ class Lp(PenaltyUpdates, BaseRegularization):
     def regularized_parameters(self) -> List[nn.Parameter]:
         return [param for param in super().regularized_parameters() if param.ndim > 0]
 
-    def forward(self) -> Tensor:
-        params = self.regularized_parameters()
-        if not params:
-            return self._zero()
-        return self._reduced(self._norm, params)
+    def _penalty_value(self, params: List[Tensor]) -> Tensor:
+        return self._reduced(self._norm, params) if params else self._zero()
 
     def _norm(self, params: List[Tensor]) -> Tensor:
         if self.norm == "matrix":
             return matrix_norm(params, self.p, squared=self.squared)
-        return lp_norm(params, self.p, squared=self.squared)
+        return _lp_norm(params, self.p, self.squared)
 
     def _add_penalty_grad_(self, params: List[Tensor], grads: List[Tensor], alpha: float) -> None:
         self._reduced_add_grad_(self._add_norm_grad_, grads, params, alpha=alpha)
 
     def _add_norm_grad_(self, grads: List[Tensor], params: List[Tensor], alpha: float) -> None:
-        add_grad_ = matrix_norm_add_grad_ if self.norm == "matrix" else lp_norm_add_grad_
-        add_grad_(grads, params, self.p, squared=self.squared, alpha=alpha)
+        if self.norm == "matrix":
+            matrix_norm_add_grad_(grads, params, self.p, squared=self.squared, alpha=alpha)
+        else:
+            _lp_norm_add_grad_(grads, params, self.p, self.squared, alpha)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         (l1_prox_ if self.p == 1 else squared_l2_prox_)(params, steps)

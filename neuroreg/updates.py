@@ -370,9 +370,9 @@ class PenaltyUpdates:
 
     def _reduced(self, value: Callable[..., Tensor], params: Sequence[Tensor], *per_tensor: Sequence[Tensor]) -> Tensor:
         """``sum_k c_k value([W_k], ...)``, by calls of ``value(tensors, *per_tensor)`` on tensors of one size."""
-        groups = self._size_groups(params)
-        if len(groups) <= 1 and all(weight == 1.0 for weight, _ in groups):
+        if self.reduction == "sum":
             return value(list(params), *per_tensor)
+        groups = self._size_groups(params)
         return sum_scalars([
             value([params[i] for i in indices], *[[extra[i] for i in indices] for extra in per_tensor]) * weight
             for weight, indices in groups
@@ -387,6 +387,9 @@ class PenaltyUpdates:
         alpha: float,
     ) -> None:
         """``add_grad(grads, tensors, *per_tensor, alpha)`` per size group, with ``alpha`` times its weight."""
+        if self.reduction == "sum":
+            add_grad(list(grads), list(params), *per_tensor, alpha)
+            return
         for weight, indices in self._size_groups(params):
             add_grad(
                 [grads[i] for i in indices],

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+import pytest
 import torch
 from torch import Tensor, nn
+
+from neuroreg.functional import _multi_tensor
 
 Batch = Tuple[Tensor, Tensor]
 
@@ -68,4 +71,14 @@ def assert_same(params_a: List[Tensor], params_b: List[Tensor]) -> None:
     assert len(params_a) == len(params_b)
     for a, b in zip(params_a, params_b):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+#: The two ways a direct call differentiates a penalty with a closed-form gradient, by the size below which
+#: autograd differentiates its value (the fast path at small sizes) instead of the closed form.
+SIZE_PATHS = {"closed form": 0, "autograd": 1 << 62}
+
+
+def use_size_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """Make every call take ``path`` (a key of :data:`SIZE_PATHS`), whatever the tensors' size."""
+    monkeypatch.setattr(_multi_tensor, "SMALL_NUMEL", SIZE_PATHS[path])
 

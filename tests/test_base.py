@@ -15,6 +15,7 @@ from torch import nn
 
 import neuroreg as nr
 from neuroreg.functional import lp_norm
+from tests.protocol import SIZE_PATHS, use_size_path
 from tests.registry import REGISTRY, RegularizationInfo, make_params
 
 ids = [info.id for info in REGISTRY]
@@ -117,15 +118,18 @@ def test_member_of_a_list(info: RegularizationInfo) -> None:
 CLOSED_FORM = [info for info in REGISTRY if info.build(torch.float64, 0)[0].closed_form_grad]
 
 
+@pytest.mark.parametrize("path", SIZE_PATHS)
 @pytest.mark.parametrize("info", CLOSED_FORM, ids=lambda info: info.id)
-def test_closed_form_grad_equals_autograd(info: RegularizationInfo) -> None:
+def test_closed_form_grad_equals_autograd(info: RegularizationInfo, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A direct call differentiates through the closed form, or (small tensors) by autograd through the
+    # value's few kernels: both against autograd of the functional reference, as joint mode.
+    use_size_path(monkeypatch, path)
     reg, args = info.build(torch.float64, 0)
     params = reg.regularized_parameters()
-    # Autograd through the functional reference, not reg(): a direct call also uses the closed form.
     expected = torch.autograd.grad(reg.Lambda * info.reference(reg, args), params)
     reg(*args).backward()
     raw_node = reg(*args).grad_fn.next_functions[0][0]  # the weighted value is raw * Lambda
-    assert type(raw_node).__name__ == "_ClosedFormPenaltyBackward"
+    assert (type(raw_node).__name__ == "_ClosedFormPenaltyBackward") == (path == "closed form")
     for p, e in zip(params, expected):
         torch.testing.assert_close(p.grad, e)
     task_grads = [torch.randn_like(p) for p in reg.regularized_parameters()]
@@ -397,9 +401,15 @@ def test_functional_rejects_non_tensors() -> None:
         lp_norm([torch.tensor([1, 2])])
 
 
-def test_direct_call_is_first_order_and_forward_gives_higher_orders() -> None:
+def test_direct_call_through_the_closed_form_is_first_order_and_forward_gives_higher_orders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     w = nn.Parameter(torch.randn(3, 3, dtype=torch.float64))
     reg = nr.L2([w], Lambda=0.5, squared=True)
+    (first,) = torch.autograd.grad(reg(), w, create_graph=True)   # small: autograd through the value
+    (second,) = torch.autograd.grad(first.sum(), w)
+    torch.testing.assert_close(second, torch.ones_like(w))
+    use_size_path(monkeypatch, "closed form")
     (first,) = torch.autograd.grad(reg(), w, create_graph=True)
     torch.testing.assert_close(first, w.detach())
     with pytest.raises(RuntimeError, match="does not require grad"):  # the closed form is first order

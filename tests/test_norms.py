@@ -14,6 +14,7 @@ from torch import nn
 
 import neuroreg as nr
 from neuroreg.functional import lp_norm, lp_norm_add_grad_, lp_norm_grad
+from tests.protocol import SIZE_PATHS, use_size_path
 from tests.registry import make_params
 
 P_VALUES = [0.5, 1, 1.5, 2, 3, math.inf]
@@ -270,15 +271,20 @@ def graph_nodes(value: torch.Tensor) -> set:
 
 
 @pytest.mark.parametrize(("p", "squared"), [(1, False), (2, False), (2, True), (3, False), (3, True), (math.inf, True)])
-def test_module_gradients_direct_and_joint_equal_autograd_of_the_function(p: float, squared: bool) -> None:
-    # The module's closed forms (its own fast path for squared L2, the functional's for the others) against
-    # autograd through lp_norm's forward, in a direct call and in joint mode (accumulate_grad), with Lambda.
+@pytest.mark.parametrize("path", SIZE_PATHS)
+def test_module_gradients_direct_and_joint_equal_autograd_of_the_function(
+    p: float, squared: bool, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module's closed forms (its own fast path for squared L2, the functional's for the others), or at
+    # small sizes autograd through its value, against autograd through lp_norm's forward, in a direct call
+    # and in joint mode (accumulate_grad), with Lambda.
+    use_size_path(monkeypatch, path)
     tensors = [with_zeros((4, 5), 11), with_zeros((6,), 12)]
     expected = autograd_grads(tensors, p, squared)
     params = [torch.nn.Parameter(t.clone()) for t in tensors]
     reg = nr.Lp(params, Lambda=0.7, p=p, squared=squared)
     value = reg()
-    assert "_ClosedFormPenaltyBackward" in graph_nodes(value)  # differentiated through the closed form
+    assert ("_ClosedFormPenaltyBackward" in graph_nodes(value)) == (path == "closed form")
     value.backward()
     for param, grad in zip(params, expected):
         torch.testing.assert_close(param.grad, 0.7 * grad)

@@ -16,6 +16,8 @@ Axes = Union[int, Sequence[int]]
 
 def promoted_dtype(*tensors: Tensor) -> torch.dtype:
     """The tensors' promoted dtype: that of a value computed from all of them."""
+    if len(tensors) == 1:
+        return tensors[0].dtype
     return functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
 
 

@@ -15,7 +15,10 @@ from neuroreg._validation import check_floating_tensor, check_grad_layouts
 from neuroreg.functional._common import wide_dtype
 
 __all__ = [
+    "SMALL_NUMEL",
+    "add_combination_",
     "add_grad_widened_",
+    "add_sign_",
     "as_tensor_list",
     "foreach_mul",
     "foreach_norm",
@@ -25,6 +28,7 @@ __all__ = [
     "grads_laid_out_like",
     "group_by_device_and_dtype",
     "is_dtensor",
+    "is_small",
     "nonempty",
     "sparse_grads_as_dense",
     "sum_scalars",
@@ -43,6 +47,8 @@ def as_tensor_list(name: str, tensors: Tensor | Iterable[Tensor]) -> List[Tensor
 
 def group_by_device_and_dtype(tensors: Sequence[Tensor]) -> List[List[int]]:
     """Indices of ``tensors`` grouped by (device, dtype), so that each group can take foreach fast paths."""
+    if len(tensors) == 1:
+        return [[0]]
     groups: Dict[Tuple[torch.device, torch.dtype], List[int]] = defaultdict(list)
     for index, tensor in enumerate(tensors):
         groups[(tensor.device, tensor.dtype)].append(index)
@@ -52,6 +58,8 @@ def group_by_device_and_dtype(tensors: Sequence[Tensor]) -> List[List[int]]:
 def sum_scalars(values: Sequence[Tensor]) -> Tensor:
     """Sum 0-d tensors with one stack and one reduction (no host sync, no Python-level accumulation)."""
     values = [full(value) for value in values]   # a DTensor's global value: sums of shards are not plain sums
+    if len(values) == 1:
+        return values[0]
     device = values[0].device
     return torch.stack([value.to(device) for value in values]).sum()
 
@@ -116,8 +124,9 @@ def foreach_ok(tensors: Sequence[Tensor]) -> bool:
 
 def foreach_norm(tensors: Sequence[Tensor], ord: float, dtype: Optional[torch.dtype] = None) -> List[Tensor]:
     """``torch._foreach_norm``, or per-tensor ``vector_norm`` where the multi-tensor kernel does not apply
-    (each DTensor's norm completed across its shards: a plain 0-d tensor)."""
-    if foreach_ok(tensors):
+    (each DTensor's norm completed across its shards: a plain 0-d tensor). One tensor takes the per-tensor
+    op, which is cheaper by a list."""
+    if len(tensors) > 1 and foreach_ok(tensors):
         return list(torch._foreach_norm(tensors, ord=ord, dtype=dtype))
     return [full(torch.linalg.vector_norm(tensor, ord=ord, dtype=dtype)) for tensor in tensors]
 
@@ -140,6 +149,91 @@ def nonempty(tensors: Sequence[Tensor]) -> List[Tensor]:
     """The tensors with at least one element: a zero-element tensor contributes nothing to a penalty, and some
     multi-tensor kernels refuse it (``_foreach_norm`` with ``ord=inf`` has no identity to return)."""
     return [tensor for tensor in tensors if tensor.numel() > 0]
+
+
+#: Below this many entries in all, a computation's cost is its kernel launches (a few µs each), not its
+#: passes over memory: fewer kernels win over fewer passes.
+SMALL_NUMEL = 1 << 16
+
+#: Entries per chunk of a multi-kernel in-place update on CPU: each chunk's kernels run one after another on
+#: data that stays in the 1 MiB per-core L2 cache, so the update moves the memory of a single pass.
+_CPU_CHUNK = 1 << 17
+
+
+def is_small(tensors: Sequence[Tensor]) -> bool:
+    """Whether ``tensors`` hold fewer than :data:`SMALL_NUMEL` entries in all."""
+    return sum(tensor.numel() for tensor in tensors) < SMALL_NUMEL
+
+
+def _cache_chunks(*tensors: Tensor) -> Optional[Iterator[Tuple[Tensor, ...]]]:
+    """Aligned flat chunks of :data:`_CPU_CHUNK` entries of same-shape contiguous CPU tensors, or ``None`` where
+    chunking gains nothing or cannot apply (a small tensor, another device, a non-contiguous view, a DTensor)."""
+    first = tensors[0]
+    if first.device.type != "cpu" or first.numel() <= _CPU_CHUNK or not foreach_ok(tensors):
+        return None
+    if not all(t.layout == torch.strided and t.is_contiguous() and t.shape == first.shape for t in tensors):
+        return None
+    return zip(*(t.view(-1).split(_CPU_CHUNK) for t in tensors))
+
+
+def add_sign_(grads: Sequence[Tensor], tensors: Sequence[Tensor], alpha: float) -> None:
+    """``grads[k] += alpha * sign(tensors[k])`` in place (0 at zero entries: autograd's subgradient of
+    ``|w|``). Eager PyTorch has no one kernel for it; on CPU large tensors go through a buffer of one
+    cache-sized chunk, so that the update moves no more memory than ``grads[k].add_(tensors[k])``.
+
+    Example:
+        >>> g = torch.zeros(3); add_sign_([g], [torch.tensor([-2.0, 0.0, 0.5])], 0.1); g
+        tensor([-0.1000,  0.0000,  0.1000])
+    """
+    rest_grads, rest = [], []
+    for grad, tensor in zip(grads, tensors):
+        chunks = _cache_chunks(grad, tensor)
+        if chunks is None:
+            rest_grads.append(grad)
+            rest.append(tensor)
+            continue
+        buffer = torch.empty(_CPU_CHUNK, dtype=tensor.dtype)
+        for grad_chunk, chunk in chunks:
+            signs = torch.sign(chunk, out=buffer[: chunk.numel()])
+            grad_chunk.add_(signs, alpha=alpha)
+    if not rest:
+        return
+    if foreach_ok([*rest_grads, *rest]):
+        torch._foreach_add_(rest_grads, torch._foreach_sign(rest), alpha=alpha)
+    else:
+        for grad, tensor in zip(rest_grads, rest):
+            grad.add_(tensor.sign(), alpha=alpha)
+
+
+def add_combination_(grads: Sequence[Tensor], terms: Sequence[Tuple[Sequence[Tensor], float]]) -> None:
+    """``grads[k] += sum_i c_i * T_i[k]`` in place, for ``terms`` ``[(T_i, c_i), ...]`` (lists of tensors
+    shaped like ``grads``). On CPU large tensors are updated chunk by chunk, each chunk of ``grads[k]`` staying in
+    cache across the terms: the memory of one pass (``grads[k].addcmul_``'s) instead of one per term.
+
+    Example:
+        >>> g = torch.zeros(2); add_combination_([g], [([torch.ones(2)], 2.0), ([torch.tensor([1.0, -1.0])], 0.5)]); g
+        tensor([2.5000, 1.5000])
+    """
+    terms = [(list(tensors), coefficient) for tensors, coefficient in terms]
+    rest = []
+    for index, grad in enumerate(grads):
+        chunks = _cache_chunks(grad, *[tensors[index] for tensors, _ in terms])
+        if chunks is None:
+            rest.append(index)
+            continue
+        for grad_chunk, *term_chunks in chunks:
+            for chunk, (_, coefficient) in zip(term_chunks, terms):
+                grad_chunk.add_(chunk, alpha=coefficient)
+    if not rest:
+        return
+    rest_grads = [grads[i] for i in rest]
+    for tensors, coefficient in terms:
+        others = [tensors[i] for i in rest]
+        if foreach_ok([*rest_grads, *others]):
+            torch._foreach_add_(rest_grads, others, alpha=coefficient)
+        else:
+            for grad, other in zip(rest_grads, others):
+                grad.add_(other, alpha=coefficient)
 
 
 def add_grad_widened_(

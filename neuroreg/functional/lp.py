@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -13,10 +13,12 @@ from neuroreg._validation import check_bool, check_grads, check_real
 from neuroreg.functional._common import promoted_dtype, wide_dtype
 from neuroreg.functional._multi_tensor import (
     add_grad_widened_,
+    add_sign_,
     as_tensor_list,
     foreach_mul,
     foreach_norm,
     group_by_device_and_dtype,
+    is_small,
     nonempty,
     sparse_grads_as_dense,
     sum_scalars,
@@ -27,10 +29,13 @@ __all__ = ["lp_norm", "lp_norm_add_grad_", "lp_norm_grad"]
 Tensors = Union[Tensor, Iterable[Tensor]]
 
 
+def _check_order(p: float, squared: bool) -> Tuple[float, bool]:
+    """``p`` (a real > 0 or ``math.inf``) as a float and ``squared`` (a bool), checked."""
+    return check_real("p", p, low=0, low_inclusive=False, allow_inf=True), check_bool("squared", squared)
+
+
 def _check(tensors: Tensors, p: float, squared: bool) -> tuple:
-    tensors = as_tensor_list("tensors", tensors)
-    p = check_real("p", p, low=0, low_inclusive=False, allow_inf=True)
-    return tensors, p, check_bool("squared", squared)
+    return (as_tensor_list("tensors", tensors), *_check_order(p, squared))
 
 
 def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False, dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -63,19 +68,32 @@ def lp_norm(tensors: Tensors, p: float = 1.0, *, squared: bool = False, dtype: O
         >>> lp_norm(torch.tensor([3.0, -4.0]), p=2, squared=True)
         tensor(25.)
     """
-    tensors, p, squared = _check(tensors, p, squared)
+    return _lp_norm(*_check(tensors, p, squared), dtype)
+
+
+def _lp_norm(tensors: List[Tensor], p: float, squared: bool, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """:func:`lp_norm` of checked arguments: what the modules call at every step."""
     if not tensors:
         return torch.zeros(())
+    if dtype is None:
+        dtype = promoted_dtype(*tensors) if len(tensors) > 1 else tensors[0].dtype
     norms = []
     for group in group_by_device_and_dtype(nonempty(tensors)):
         ts = [tensors[i] for i in group]
+        wide = wide_dtype(ts[0].dtype)
+        if squared and p == 2 and wide == ts[0].dtype and is_small(ts):
+            # Small tensors: a product and a sum per tensor cost fewer kernels under autograd than a norm and
+            # its square (large ones keep the norm: one pass, no temporary).
+            norms.extend((t * t).sum() for t in ts)
+            continue
         # float16/bfloat16 tensors are copied to float32 first, rather than reduced with dtype=float32: the
         # backward of a widened _foreach_norm computes |w|^(p-1) in the narrow dtype, where it overflows.
-        group_norms = foreach_norm([t.to(wide_dtype(t.dtype)) for t in ts], p)
+        group_norms = foreach_norm([t.to(wide) for t in ts] if wide != ts[0].dtype else ts, p)
         norms.extend(foreach_mul(group_norms, group_norms) if squared else group_norms)
-    if dtype is None:
-        dtype = promoted_dtype(*tensors)
-    return sum_scalars(norms).to(dtype) if norms else tensors[0].new_zeros((), dtype=dtype)
+    if not norms:
+        return tensors[0].new_zeros((), dtype=dtype)
+    value = sum_scalars(norms)
+    return value if value.dtype == dtype else value.to(dtype)
 
 
 def lp_norm_add_grad_(
@@ -118,7 +136,13 @@ def lp_norm_add_grad_(
     """
     tensors, p, squared = _check(tensors, p, squared)
     check_grads(grads, tensors)
-    with torch.no_grad(), sparse_grads_as_dense(grads) as grads:
+    with sparse_grads_as_dense(grads) as grads:
+        _lp_norm_add_grad_(grads, tensors, p, squared, alpha)
+
+
+def _lp_norm_add_grad_(grads: List[Tensor], tensors: List[Tensor], p: float, squared: bool, alpha: float) -> None:
+    """:func:`lp_norm_add_grad_` of checked arguments and dense gradients."""
+    with torch.no_grad():
         for group in group_by_device_and_dtype(nonempty(tensors)):
             ts = [tensors[i] for i in group]
             gs = [grads[i] for i in group]
@@ -126,11 +150,11 @@ def lp_norm_add_grad_(
                 torch._foreach_add_(gs, ts, alpha=2 * alpha)
                 continue
             if p == 1 and not squared:
-                torch._foreach_add_(gs, torch._foreach_sign(ts), alpha=alpha)
+                add_sign_(gs, ts, alpha)
                 continue
             if wide_dtype(ts[0].dtype) != ts[0].dtype:
                 # The same gradient on float32 copies, added back in the tensors' dtype.
-                add_grad_widened_(lambda wgs, wts: lp_norm_add_grad_(wgs, wts, p, squared=squared, alpha=alpha), gs, ts)
+                add_grad_widened_(lambda wgs, wts: _lp_norm_add_grad_(wgs, wts, p, squared, alpha), gs, ts)
                 continue
             norms = torch._foreach_norm(ts, ord=p)
             if p == 2:
