@@ -170,10 +170,14 @@ def test_connectopy_default_theta_progressive_theta_and_d() -> None:
 
 
 def test_connectopy_of_a_stack_of_affinities() -> None:
-    # A of shape (2, 3, V, V) with V = 4: the affinity is checked on its last axis, not its second.
+    # A of shape (2, 3, V, V) with V = 4, then maps Q of shape (2, 3, V, K): the vertices are counted on the
+    # last axes, not the second.
     Q, A = normal(4, 2, seed=0), normal(2, 3, 4, 4, seed=1).abs()
     expected = (A.numpy() * np_sqdist(Q.numpy())).sum((-2, -1))
     torch.testing.assert_close(connectopy(Q, A), torch.from_numpy(expected))
+    Qs = normal(2, 3, 4, 2, seed=2)
+    expected = [[(a * np_sqdist(q)).sum() for q, a in zip(qs, A_s)] for qs, A_s in zip(Qs.numpy(), A.numpy())]
+    torch.testing.assert_close(connectopy(Qs, A), torch.tensor(expected, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("exclude_diag", [True, False])
