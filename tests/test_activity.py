@@ -501,6 +501,41 @@ def test_joint_mode_asked_for_without_attaching_is_a_clear_error_not_a_silent_no
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_a_backward_outside_its_record_adds_only_the_task_gradient() -> None:
+    # A hook on a recorded output acts for its own record only: not once that record was cleared (a step), not
+    # once the penalty is gone, and not when joint mode was switched on after the forward.
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = x.sum(0).expand(2, 3)   # d sum(x W^T + b) / dW: every row is the sum of the inputs
+
+    def weight_grad(layer: nn.Linear, out: torch.Tensor) -> torch.Tensor:
+        out.sum().backward()
+        return layer.weight.grad
+
+    cleared = nn.Linear(3, 2).double()
+    act = nr.ActivityL2(cleared, Lambda=0.5)
+    act.attach(torch.optim.SGD(cleared.parameters(), lr=0.1))
+    out = cleared(x)
+    act.step()
+    torch.testing.assert_close(weight_grad(cleared, out), expected)
+
+    gone = nn.Linear(3, 2).double()
+    act = nr.ActivityL2(gone, Lambda=0.5)
+    out, alive = gone(x), weakref.ref(act)
+    del act
+    gc.collect()
+    assert alive() is None
+    torch.testing.assert_close(weight_grad(gone, out), expected)
+
+    late = nn.Linear(3, 2).double()
+    act = nr.ActivityL2(late, Lambda=0.5)
+    out = late(x)
+    optimizer = torch.optim.SGD(late.parameters(), lr=0.1)
+    act.attach(optimizer)
+    torch.testing.assert_close(weight_grad(late, out), expected)
+    with pytest.raises(RuntimeError, match="adds its gradient during the backward"):
+        optimizer.step()
+
+
 # --- memory and references ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("way", ["loss", "joint"])
 def test_memory_does_not_grow_over_1000_steps(way: str) -> None:
