@@ -5,6 +5,7 @@ and bad input."""
 from __future__ import annotations
 
 import gc
+import math
 import warnings
 import weakref
 from types import SimpleNamespace
@@ -153,6 +154,23 @@ def test_firing_rate_kl_propagates_nan_and_refuses_infinite_rates() -> None:
     a[1, 2] = float("inf")
     with pytest.raises(ValueError, match="firing rates must be in"):
         F.firing_rate_kl(a, 0.2)
+
+
+def test_rate_sums_default_to_one_rate_per_neuron_on_the_last_axis() -> None:
+    a = tensor(2, 3, 4, low=0.0).detach()   # (batch, time, neurons)
+    sums, count = F.rate_sums(a)
+    np.testing.assert_allclose(sums.numpy(), a.numpy().sum((0, 1)), rtol=1e-12)
+    assert count == 6
+
+
+def test_a_silent_neuron_takes_the_default_eps_of_1e_6() -> None:
+    # Rate 0 is clipped to eps = 1e-6: KL(0.1 || eps) and its gradient -t/eps + (1-t)/(1-eps), spread over the
+    # 4 elements of the rate.
+    a, t, eps = torch.zeros(4, 1, dtype=torch.float64), 0.1, 1e-6
+    kl = t * math.log(t / eps) + (1 - t) * math.log((1 - t) / (1 - eps))
+    assert float(F.firing_rate_kl(a)) == pytest.approx(kl, rel=1e-12)
+    rate_grad = -t / eps + (1 - t) / (1 - eps)
+    np.testing.assert_allclose(F.firing_rate_kl_grad(a).numpy(), np.full((4, 1), rate_grad / 4), rtol=1e-12)
 
 
 def test_rate_functions_against_numpy() -> None:
@@ -782,6 +800,7 @@ def test_bad_outputs_are_clear_errors_at_the_first_forward_before_any_gradient(
         (lambda: F.firing_rate_kl(torch.full((3, 2), -0.1)), ValueError, "firing rates must be in \\[0, 1\\]"),
         (lambda: F.firing_rate_range(torch.ones(3, 2), 0.2, 0.1), ValueError, "low must be <= high"),
         (lambda: F.activity_l1(torch.ones(3), reduction="none"), ValueError, "reduction must be one of"),
+        (lambda: F.rate_range_grad(torch.zeros(3), 0.1, reduction="max"), ValueError, "reduction must be one of"),
         (lambda: nr.FiringRateRange(None)(), ValueError, "records no module and was called without activity"),
         (lambda: nr.FiringRateRange(nn.Tanh())(torch.ones(2)), TypeError, "records the activity of its modules"),
     ],
