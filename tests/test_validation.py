@@ -19,15 +19,20 @@ from neuroreg._validation import (
     check_callable,
     check_choice,
     check_dale_arguments,
+    check_dale_shape,
     check_floating_tensor,
     check_grads,
     check_int,
     check_keywords,
     check_matrix,
     check_names,
+    check_norm_ord,
     check_open_unit,
+    check_per_parameter,
     check_real,
     check_reference_tensors,
+    check_update,
+    collect_modules,
     collect_parameters,
     unwrapped_name,
 )
@@ -327,3 +332,44 @@ def test_collect_parameters_refuses_a_parametrization_of_several_tensors() -> No
     with pytest.raises(ValueError, match=re.escape(message)):
         collect_parameters(model)
     assert len(collect_parameters(model, effective=False)[1]) == 3  # original0, original1, bias
+
+
+# --- the checks after check_broadcastable ---------------------------------------------------------------------
+def test_check_per_parameter_takes_one_tensor_as_one_item() -> None:
+    mask = torch.ones(2, 3)
+    (got,) = check_per_parameter("masks", mask, 1)
+    assert got is mask   # not its two rows
+    with pytest.raises(ValueError, match="masks must hold one item per parameter: 2 parameters, 1 given"):
+        check_per_parameter("masks", mask, 2)
+
+
+def test_collect_modules_matches_exclude_patterns_against_names() -> None:
+    model = nn.Module()
+    model.lin1, model.lin2, model.act = nn.Linear(2, 2), nn.Linear(2, 2), nn.Tanh()
+    assert collect_modules(model, include=("*",), exclude=("lin*",)) == (["act"], [model.act])
+    with pytest.raises(TypeError, match=re.escape("modules must be an nn.Module, an iterable of them or None, got 3")):
+        collect_modules(3)
+
+
+def test_check_update_takes_a_non_gradient_update_without_an_optimizer_only() -> None:
+    assert check_update("L1", "proximal", ("gradient", "proximal")) == "proximal"
+    assert check_update("L1", "gradient", ("gradient",), optimizer=object()) == "gradient"
+    with pytest.raises(ValueError, match="takes no optimizer of its own"):
+        check_update("L1", "proximal", ("gradient", "proximal"), optimizer=object())
+
+
+def test_check_norm_ord_takes_the_matrix_orders_torch_takes() -> None:
+    W = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    for order in (1, 2, math.inf, -1, -2, -math.inf, "fro", "nuc"):
+        torch.linalg.matrix_norm(W, ord=order)   # defined in torch
+        assert check_norm_ord("p", order, [(3, 4)]) == order
+    with pytest.raises(RuntimeError):
+        torch.linalg.matrix_norm(W, ord=-3)
+    with pytest.raises(ValueError, match="p=-3 is not a matrix norm order"):
+        check_norm_ord("p", -3, [(3, 4)])
+
+
+def test_check_dale_shape_refuses_rho_1_for_neurotorchs_draw_only() -> None:
+    assert check_dale_shape((4, 4), 2, 1.0, "neuroreg", False, None) is None
+    with pytest.raises(ValueError, match="draw='neurotorch' is undefined at rho=1"):
+        check_dale_shape((4, 4), 2, 1.0, "neurotorch", False, None)
