@@ -4,6 +4,7 @@ the first half of issue 19 compiled as one graph (fullgraph) with eager values a
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch._dynamo.testing
@@ -74,6 +75,17 @@ def test_selectors_pick_model_and_data_and_members_nest() -> None:
     assert values["smooth"] == pytest.approx(float(smooth))
 
 
+def test_an_unpacking_argument_reaches_a_nested_scheme_by_name() -> None:
+    # The inner scheme is called as inner(X=W): its default selector makes that LossArgument(X=W), which its
+    # entropy loss reads by its input name.
+    W = parcellation()
+    inner = nr.LossScheme([nr.EntropyLoss(axis=0, name="h")])
+    outer = nr.LossScheme([inner], apply=lambda arg: nr.UnpackingLossArgument(X=arg.model))
+    w = W.numpy()
+    expected = -(w * np.log(w)).sum(0).mean()
+    assert float(outer(model=W)) == pytest.approx(expected, rel=1e-12)
+
+
 def test_positional_arguments_and_the_default_selector() -> None:
     assert unpack_or_noop(1) == 1 and unpack_or_noop(1, 2) == (1, 2)
     W, Y = parcellation(), parcellation(1)
@@ -138,6 +150,7 @@ def test_loss_argument_mapping_helpers_are_hypercoils() -> None:
     assert dict(nr.LossArgument.replaced(arg, X=7, Y=None)) == {"X": 7, "Y": 2, "Z": 3}
     assert dict(nr.LossArgument.swap(arg, "Z", W=4)) == {"X": 1, "Y": 2, "W": 4}
     assert arg == {"X": 1, "Y": 2, "Z": 3} and "X" in arg
+    assert arg != {"X": 1, "Y": 2} and arg != nr.LossArgument(X=1, Y=2, Z=4) and arg != [("X", 1)]
     with pytest.raises(AttributeError, match="read-only"):
         arg.X = 2
 
