@@ -139,6 +139,12 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
     #: Whether :meth:`_add_penalty_grad_` is implemented (joint mode then builds no autograd graph).
     closed_form_grad: ClassVar[bool] = False
 
+    @property
+    def _closed_form_backward(self) -> bool:
+        """Whether a direct call on large tensors differentiates through the closed form: where its backward
+        makes no more passes over memory than autograd's (a subclass says where not)."""
+        return self.closed_form_grad
+
     def __init__(
         self,
         params: ParamsLike = None,
@@ -605,7 +611,7 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         # without grad mode there is no backward pass to shorten.
         # Under torch.func transforms (grad, vmap, jacrev) autograd's own rules differentiate forward.
         return (
-            self.closed_form_grad
+            self._closed_form_backward
             and not args
             and not kwargs
             and torch.is_grad_enabled()
@@ -618,6 +624,8 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         float, or a 0-d tensor in the backward pass: scaling by it there needs no host sync). A subclass may
         override it with fewer passes over memory."""
         grads = [torch.zeros_like(p) for p in params]
+        if isinstance(alpha, Tensor) and alpha.device.type == "cpu":
+            alpha = float(alpha)   # no device to wait for: a float saves a pass over the gradients
         with torch.no_grad():
             if isinstance(alpha, Tensor):
                 self._add_penalty_grad_(params, grads, 1.0)

@@ -11,7 +11,7 @@ sign per column. The penalties themselves are entrywise, so the convention only 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -41,12 +41,14 @@ from neuroreg.base import BaseRegularization, ParamsLike
 from neuroreg.functional.connectome import (
     _dale_law_l2,
     _dale_law_l2_add_grad_,
+    _dale_law_l2_grad,
     _dale_sign_penalty,
     _dale_sign_penalty_add_grad_,
     _exc_ratio_add_grad_,
     _exc_ratio_penalty,
     _weights_distance,
     _weights_distance_add_grad_,
+    _weights_distance_grad,
     exc_ratio,
 )
 from neuroreg.functional.matrix_norms import Ord, weights_matrix_distance, weights_matrix_distance_add_grad_
@@ -275,6 +277,11 @@ class DaleLawL2(PenaltyUpdates, _SignReference):
 
     def _add_dale_grad_(self, grads: List[Tensor], params: List[Tensor], signs: List[Tensor], alpha: float) -> None:
         _dale_law_l2_add_grad_(grads, params, signs, self.alpha, alpha)
+
+    def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
+        if self.reduction == "sum":
+            return _dale_law_l2_grad(params, self._regularized_buffers("reference_signs"), self.alpha, alpha)
+        return super()._closed_form_grads(params, alpha)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, alpha={self.alpha:g}{self._modes_repr()}"
@@ -587,6 +594,9 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
         self.squared = squared
         self._init_penalty_updates(update, reduction)
 
+    #: The closed form would compute the differences again in the backward pass; autograd keeps them.
+    _closed_form_backward = False
+
     @property
     def reference_weights(self) -> List[Tensor]:
         """The reference weights, one per held parameter (buffers ``reference_weights_{k}``)."""
@@ -612,6 +622,12 @@ class WeightsDistance(PenaltyUpdates, BaseRegularization):
             weights_matrix_distance_add_grad_(grads, params, references, self.p, alpha=alpha, squared=self.squared)
         else:
             _weights_distance_add_grad_(grads, params, references, self.p, self.squared, alpha)
+
+    def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
+        if self.norm == "entrywise" and self.reduction == "sum":
+            references = self._regularized_buffers("reference_weights")
+            return _weights_distance_grad(params, references, self.p, self.squared, alpha)
+        return super()._closed_form_grads(params, alpha)
 
     def _prox_(self, params: List[Tensor], steps: List[float]) -> None:
         prox = weights_distance_l1_prox_ if self.p == 1 else weights_distance_squared_l2_prox_

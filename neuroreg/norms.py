@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, List, Literal, Union
 
-import torch
 from torch import Tensor, nn
 
 from neuroreg._validation import (
@@ -16,7 +15,7 @@ from neuroreg._validation import (
     order_text,
 )
 from neuroreg.base import BaseRegularization, ParamsLike
-from neuroreg.functional.lp import _lp_norm, _lp_norm_add_grad_
+from neuroreg.functional.lp import _closed_form_is_cheaper, _lp_norm, _lp_norm_add_grad_, _lp_norm_grad
 from neuroreg.functional.matrix_norms import Ord, matrix_norm, matrix_norm_add_grad_
 from neuroreg.functional.prox import l1_prox_, squared_l2_decay_, squared_l2_prox_
 from neuroreg.updates import PenaltyUpdates, Reduction, Update, norm_updates
@@ -93,6 +92,11 @@ class Lp(PenaltyUpdates, BaseRegularization):
         self.squared = squared
         self._init_penalty_updates(update, reduction)
 
+    @property
+    def _closed_form_backward(self) -> bool:
+        # For the other norms autograd's backward reuses the norm of the forward pass: fewer passes.
+        return self.norm == "entrywise" and _closed_form_is_cheaper(self.p, self.squared)
+
     def regularized_parameters(self) -> List[nn.Parameter]:
         return [param for param in super().regularized_parameters() if param.ndim > 0]
 
@@ -120,10 +124,8 @@ class Lp(PenaltyUpdates, BaseRegularization):
         squared_l2_decay_(params, steps)
 
     def _closed_form_grads(self, params: List[Tensor], alpha: Union[float, Tensor]) -> List[Tensor]:
-        if self.norm == "entrywise" and self.p == 2 and self.squared and self.reduction == "sum":
-            # 2·alpha·W in one pass (the generic path would zero, add and scale: three).
-            with torch.no_grad():
-                return list(torch._foreach_mul(params, alpha * 2))
+        if self.norm == "entrywise" and self.reduction == "sum":
+            return _lp_norm_grad(params, self.p, self.squared, alpha)
         return super()._closed_form_grads(params, alpha)
 
     def extra_repr(self) -> str:

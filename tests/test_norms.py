@@ -284,7 +284,9 @@ def test_module_gradients_direct_and_joint_equal_autograd_of_the_function(
     params = [torch.nn.Parameter(t.clone()) for t in tensors]
     reg = nr.Lp(params, Lambda=0.7, p=p, squared=squared)
     value = reg()
-    assert ("_ClosedFormPenaltyBackward" in graph_nodes(value)) == (path == "closed form")
+    # the closed form only where it makes no more passes than autograd (which reuses the forward's norms)
+    closed_form = path == "closed form" and (p, squared) in ((1, False), (2, True))
+    assert ("_ClosedFormPenaltyBackward" in graph_nodes(value)) == closed_form
     value.backward()
     for param, grad in zip(params, expected):
         torch.testing.assert_close(param.grad, 0.7 * grad)

@@ -132,15 +132,17 @@ def foreach_norm(tensors: Sequence[Tensor], ord: float, dtype: Optional[torch.dt
 
 
 def foreach_mul(tensors: Sequence[Tensor], others: Sequence[Tensor]) -> List[Tensor]:
-    """``torch._foreach_mul`` of two lists, per tensor where the multi-tensor kernel does not apply."""
-    if foreach_ok([*tensors, *others]):
+    """``torch._foreach_mul`` of two lists, per tensor where the multi-tensor kernel does not apply (or for one
+    tensor, where it is cheaper)."""
+    if len(tensors) > 1 and foreach_ok([*tensors, *others]):
         return list(torch._foreach_mul(tensors, others))
     return [tensor * other for tensor, other in zip(tensors, others)]
 
 
 def foreach_sub(tensors: Sequence[Tensor], others: Sequence[Tensor]) -> List[Tensor]:
-    """``torch._foreach_sub`` of two lists, per tensor where the multi-tensor kernel does not apply."""
-    if foreach_ok([*tensors, *others]):
+    """``torch._foreach_sub`` of two lists, per tensor where the multi-tensor kernel does not apply (or for one
+    tensor, where it is cheaper)."""
+    if len(tensors) > 1 and foreach_ok([*tensors, *others]):
         return list(torch._foreach_sub(tensors, others))
     return [tensor - other for tensor, other in zip(tensors, others)]
 

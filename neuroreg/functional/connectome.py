@@ -27,7 +27,7 @@ from neuroreg.functional._multi_tensor import (
     sparse_grads_as_dense,
     sum_scalars,
 )
-from neuroreg.functional.lp import _check_order, _lp_norm, _lp_norm_add_grad_
+from neuroreg.functional.lp import _check_order, _lp_norm, _lp_norm_add_grad_, _lp_norm_grad
 
 __all__ = [
     "dale_law_l2",
@@ -108,9 +108,11 @@ def _dale_law_l2(tensors: List[Tensor], signs: List[Tensor], alpha: float) -> Te
     signs = _matching(signs, tensors)
     dtype = promoted_dtype(*tensors)
     wide = wide_dtype(dtype)
-    if alpha != 0 and wide == dtype and is_small(tensors):
-        # Small weights: alpha * <W, W - (1-alpha)/alpha S> in three kernels per weight, fewer under autograd
-        # than the two separate terms below.
+    if wide == dtype and is_small(tensors):
+        # Small weights: alpha * <W, W - (1-alpha)/alpha S> (or -<W, S>) in few kernels per weight, fewer under
+        # autograd than the two separate terms below.
+        if alpha == 0:
+            return -sum_scalars([(t * s).sum() for t, s in zip(tensors, signs)])
         ratio = -(1 - alpha) / alpha
         return alpha * sum_scalars([(t * torch.add(t, s, alpha=ratio)).sum() for t, s in zip(tensors, signs)])
     # A zero coefficient skips its term entirely: no pass over the weights for the part that cannot count.
@@ -119,9 +121,30 @@ def _dale_law_l2(tensors: List[Tensor], signs: List[Tensor], alpha: float) -> Te
     if alpha != 0:
         terms.append(alpha * _lp_norm(tensors, 2, True, dtype=wide))
     if alpha != 1:
-        terms.append(-(1 - alpha) * sum_scalars([(t * s).sum(dtype=wide) for t, s in zip(tensors, signs)]))
+        terms.append(-(1 - alpha) * sum_scalars([_inner(t, s, wide) for t, s in zip(tensors, signs)]))
     value = terms[0] if len(terms) == 1 else terms[0] + terms[1]
     return value if value.dtype == dtype else value.to(dtype)
+
+
+def _dale_law_l2_grad(tensors: List[Tensor], signs: List[Tensor], alpha: float,
+                      scale: Union[float, Tensor]) -> List[Tensor]:
+    """``scale`` times the gradient of :func:`dale_law_l2`, :math:`2\alpha W - (1-\alpha) S`, as new tensors
+    written directly (``scale`` a float or a 0-d tensor): two passes, one for ``alpha = 0``."""
+    signs = _matching(signs, tensors)
+    with torch.no_grad():
+        if alpha == 0:
+            return list(torch._foreach_mul(signs, -scale))
+        grads = list(torch._foreach_add(tensors, signs, alpha=-(1 - alpha) / (2 * alpha)))
+        torch._foreach_mul_(grads, scale * (2 * alpha))
+    return grads
+
+
+def _inner(tensor: Tensor, other: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(tensor * other).sum()`` in ``dtype``: one reading pass and no temporary where ``dtype`` is the
+    tensors' own (a dot product), else a product widened as it is summed."""
+    if tensor.dtype == dtype and other.dtype == dtype:
+        return torch.dot(tensor.reshape(-1), other.reshape(-1))
+    return (tensor * other).sum(dtype=dtype)
 
 
 def dale_law_l2_add_grad_(
@@ -336,7 +359,11 @@ def _exc_ratio_penalty(tensors: List[Tensor], target: float, sign_func: SignFunc
     counted = nonempty(tensors)
     if not counted:
         return tensors[0].new_zeros(()) if tensors else torch.zeros(())
-    return (2 * (_exc_ratios(counted, sign_func) - target)).abs().sum().to(promoted_dtype(*tensors))
+    # 2 |r_k - t| = |mean(sigma(W_k)) + 1 - 2t|: NeuroTorch's form, in four kernels per tensor.
+    offset = 1 - 2 * target
+    terms = [(sign_func(t if wide_dtype(t.dtype) == t.dtype else t.float()).mean() + offset).abs() for t in counted]
+    value, dtype = sum_scalars(terms), promoted_dtype(*tensors)
+    return value if value.dtype == dtype else value.to(dtype)
 
 
 def exc_ratio_penalty_add_grad_(grads: List[Tensor], tensors: Tensors, target: float = 0.8, alpha: float = 1.0) -> None:
@@ -444,6 +471,15 @@ def _weights_distance_add_grad_(grads: List[Tensor], tensors: List[Tensor], refe
                                 squared: bool, alpha: float) -> None:
     """:func:`weights_distance_add_grad_` of checked arguments and dense gradients."""
     if tensors:
-        with torch.no_grad():
-            differences = torch._foreach_sub(tensors, _matching(references, tensors))
-        _lp_norm_add_grad_(grads, differences, p, squared, alpha)
+        _lp_norm_add_grad_(grads, _differences(tensors, references), p, squared, alpha)
+
+
+def _weights_distance_grad(tensors: List[Tensor], references: List[Tensor], p: float, squared: bool,
+                           alpha: Union[float, Tensor]) -> List[Tensor]:
+    """``alpha`` times the gradient of :func:`weights_distance`, as new tensors (written into the differences)."""
+    return _lp_norm_grad(_differences(tensors, references), p, squared, alpha, overwrite=True) if tensors else []
+
+
+def _differences(tensors: List[Tensor], references: List[Tensor]) -> List[Tensor]:
+    with torch.no_grad():
+        return list(torch._foreach_sub(tensors, _matching(references, tensors)))
