@@ -83,7 +83,7 @@ def test_an_unpacking_argument_reaches_a_nested_scheme_by_name() -> None:
     outer = nr.LossScheme([inner], apply=lambda arg: nr.UnpackingLossArgument(X=arg.model))
     w = W.numpy()
     expected = -(w * np.log(w)).sum(0).mean()
-    assert float(outer(model=W)) == pytest.approx(expected, rel=1e-12)
+    assert float(outer(nr.LossArgument(model=W))) == pytest.approx(expected, rel=1e-12)
 
 
 def test_positional_arguments_and_the_default_selector() -> None:
