@@ -121,11 +121,12 @@ def test_separate_mode_and_schedule_in_fit(tmp_path) -> None:
 def test_separate_mode_steps_after_the_task_step(tmp_path) -> None:
     batches = make_batches(4)
     module = Module()
-    reg = nr.L1(module.net, Lambda=0.05, optimizer=torch.optim.SGD(module.net.parameters(), lr=0.2))
-    fit(module, RegularizationCallback(reg), batches, tmp_path)
+    reg = nr.L1(module.net, Lambda=0.05, optimizer=torch.optim.SGD(module.net.parameters(), lr=0.2), name="l1")
+    trainer = fit(module, RegularizationCallback(reg), batches, tmp_path)
 
     assert_same(parameters_of(module.net), train_then_separate_step(batches))
     assert reg.global_step == 4 and reg.attached_optimizers == []
+    assert "reg/l1" in trainer.callback_metrics   # logged at the end of each batch, after its own step
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
@@ -155,8 +156,9 @@ def test_mixed_precision_fit_gives_the_update_of_task_plus_penalty(tmp_path, pre
 def test_a_proximal_penalty_in_fit_equals_sgd_then_soft_thresholding(tmp_path) -> None:
     batches = make_batches(5)
     module = Module()
-    reg = nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias")
-    fit(module, RegularizationCallback(reg), batches, tmp_path)
+    reg = nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias", name="prox")
+    trainer = fit(module, RegularizationCallback(reg), batches, tmp_path)
+    assert "reg/prox" in trainer.callback_metrics
 
     model = seeded_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
@@ -191,6 +193,19 @@ def test_bad_arguments() -> None:
         RegularizationCallback(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="log must be a bool"):
         RegularizationCallback(nr.L1(nn.Linear(2, 2)), log="yes")
+    with pytest.raises(TypeError, match="prefix must be a str, got 1"):
+        RegularizationCallback(nr.L1(nn.Linear(2, 2)), prefix=1)
+
+
+def test_without_lightning_the_import_is_a_clear_error(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)   # what an uninstalled package looks like to import
+    monkeypatch.delitem(sys.modules, "neuroreg.integrations.lightning")
+    with pytest.raises(ImportError, match=r"needs PyTorch Lightning: pip install 'neuroreg\[lightning\]'"):
+        importlib.import_module("neuroreg.integrations.lightning")
 
 
 def test_ddp_spawn_on_two_cpu_processes_equals_sgd_on_the_sum(tmp_path) -> None:
