@@ -14,6 +14,7 @@ import neuroreg as nr
 from neuroreg.callbacks import HOOK_ORDER, BaseCallback
 from neuroreg.testing import BPTT, ProtocolTrainer
 from tests.distributed_support import WORLD_SIZE, finish_worker, init_worker, run_workers
+from tests.neurotorch_support import import_neurotorch
 from tests.protocol import (
     LR,
     assert_same,
@@ -90,6 +91,23 @@ def test_regularization_in_the_trainer_reports_and_checkpoints() -> None:
     reg.Lambda = 5.0
     reg.load_checkpoint_state(None, trainer.checkpoints[-1])
     assert reg.Lambda == 0.1
+
+
+def test_the_bptt_stand_in_has_neurotorchs_priority() -> None:
+    nt = import_neurotorch()
+    assert BPTT.DEFAULT_PRIORITY == nt.BPTT.DEFAULT_PRIORITY
+    assert BPTT(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)).priority == nt.BPTT.DEFAULT_PRIORITY
+
+
+def test_verbose_without_tqdm_prints_each_iteration(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(ProtocolTrainer, "_progress_bar", staticmethod(lambda n_iterations: None))
+    model = nn.Linear(3, 2)
+    reg = nr.L1(model, Lambda=0.1, name="sparsity")
+    trainer = ProtocolTrainer(model, [reg, BPTT(torch.optim.SGD(model.parameters(), lr=0.1))], verbose=True)
+    trainer.train(data(2), n_iterations=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["iteration", "1/2"], ["iteration", "2/2"]]
+    assert all("sparsity=" in line for line in lines)
 
 
 @pytest.mark.parametrize("save_state", [True, False])
