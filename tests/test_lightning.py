@@ -156,9 +156,8 @@ def test_mixed_precision_fit_gives_the_update_of_task_plus_penalty(tmp_path, pre
 def test_a_proximal_penalty_in_fit_equals_sgd_then_soft_thresholding(tmp_path) -> None:
     batches = make_batches(5)
     module = Module()
-    reg = nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias", name="prox")
-    trainer = fit(module, RegularizationCallback(reg), batches, tmp_path)
-    assert "reg/prox" in trainer.callback_metrics
+    reg = nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias")
+    fit(module, RegularizationCallback(reg), batches, tmp_path)
 
     model = seeded_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
@@ -172,6 +171,16 @@ def test_a_proximal_penalty_in_fit_equals_sgd_then_soft_thresholding(tmp_path) -
     for a, b in zip(parameters_of(module.net), parameters_of(model)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert int((module.net[0].weight == 0).sum()) > 0 and reg.global_step == 5
+
+
+def test_a_list_with_a_proximal_member_logs_its_gradient_members(tmp_path) -> None:
+    # The list acts by its own step updates (attached to the fit's optimizer); its gradient member's value,
+    # computed in that step, is logged at the next optimizer step.
+    module = Module()
+    regs = nr.RegularizationList([nr.L1(module.net, Lambda=0.3, update="proximal", exclude="*.bias", name="prox"),
+                                  nr.L2(module.net, Lambda=0.02, squared=True, name="l2")])
+    trainer = fit(module, RegularizationCallback(regs), make_batches(3), tmp_path)
+    assert "reg/l2" in trainer.callback_metrics and regs.global_step == 3
 
 
 def test_checkpoint_holds_the_regularization_state(tmp_path) -> None:
