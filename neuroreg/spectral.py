@@ -24,6 +24,14 @@ __all__ = ["SpectralNorm"]
 _INITIAL_ITERATIONS = 15
 
 
+def _fingerprint(matrix: Tensor) -> Tensor:
+    """The sum and the 2-norm of a matrix's entries, accumulated in float64: any update of a training step
+    changes them, for two reading passes, next to the power iteration's two matrix-vector products."""
+    with torch.no_grad():
+        matrix = matrix.detach()
+        return torch.stack([matrix.sum(dtype=torch.float64), torch.linalg.vector_norm(matrix, dtype=torch.float64)])
+
+
 class SpectralNorm(BaseRegularization):
     r"""The largest singular value of each weight matrix, or its squared excess over a target.
 
@@ -37,9 +45,11 @@ class SpectralNorm(BaseRegularization):
     By default :math:`\sigma_{\max} = u^\top W v` comes from a persistent power iteration, as in
     ``torch.nn.utils.parametrizations.spectral_norm``: unit vectors ``u``, ``v`` per matrix are buffers of the
     regularization (``u_k``, ``v_k``: in ``state_dict()``, moved by ``.to()``), iterated 15 times at
-    construction and then ``n_power_iterations`` times whenever the matrix has changed since their last
-    iteration (once per optimizer step in training, whether the penalty is called or attached; calling it
-    twice on the same weights iterates once). The gradient is :math:`u v^\top` (times the hinge's slope), one
+    construction and then ``n_power_iterations`` times whenever the matrix's values have changed since their
+    last iteration (once per optimizer step in training, whether the penalty is called or attached; calling it
+    twice on the same weights iterates once; a change is told by the sum and the norm of the entries, so that a
+    ``torch.compile``\ d call, which computes the step in its graph at every call, keeps it only then). The
+    gradient is :math:`u v^\top` (times the hinge's slope), one
     outer product per matrix, exact at the iteration's fixed point. Under ``torch.func`` transforms the vectors
     are read, not iterated (a transform cannot write module state). ``exact=True`` takes the SVD of every
     matrix at every call instead (``torch.linalg.matrix_norm(W, 2)`` and its gradient, ties shared as autograd
@@ -99,6 +109,10 @@ class SpectralNorm(BaseRegularization):
             starts.append(power_iteration(param.detach(), u0 / u0.norm(), v0 / v0.norm(), _INITIAL_ITERATIONS, eps=eps))
         self._register_buffer_list("u", [u for u, _ in starts])
         self._register_buffer_list("v", [v for _, v in starts])
+        for index, param in enumerate(self.params):
+            # What a compiled call compares to tell a changed matrix (a data pointer cannot be traced); not in
+            # state_dict: recomputed from the matrix at each iteration.
+            self.register_buffer(f"fingerprint_{index}", _fingerprint(param), persistent=False)
         for param, u in zip(self.params, self._buffer_list("u")):
             self._iterated_at[id(u)] = (param.data_ptr(), param._version)
 
@@ -108,14 +122,32 @@ class SpectralNorm(BaseRegularization):
         us, vs = self._regularized_buffers("u"), self._regularized_buffers("v")
         if torch._C._are_functorch_transforms_active():
             return us, vs
-        for param, u, v in zip(params, us, vs):
+        marks = self._regularized_buffers("fingerprint")
+        if torch.compiler.is_compiling():
+            # In the graph, a matrix changed when its fingerprint did: the step is taken, and kept only there.
+            with torch.no_grad():
+                for param, u, v, mark in zip(params, us, vs, marks):
+                    now = _fingerprint(param)
+                    changed = (now.to(mark.dtype) != mark).any()
+                    new_u, new_v = power_iteration(param.detach(), u, v, self.n_power_iterations, eps=self.eps)
+                    u.copy_(torch.where(changed, new_u, u))
+                    v.copy_(torch.where(changed, new_v, v))
+                    mark.copy_(now)
+            return us, vs
+        for param, u, v, mark in zip(params, us, vs, marks):
             key = (param.data_ptr(), param._version)
-            if self._iterated_at.get(id(u)) != key:
+            if self._iterated_at.get(id(u)) == key:
+                continue
+            # Written to since the last look: iterate unless the values are those last iterated on (written
+            # back unchanged, or iterated by a compiled call, which cannot update the key).
+            now = _fingerprint(param)
+            if not torch.equal(now.to(mark.dtype), mark):   # (.to() may have cast the fingerprint)
                 new_u, new_v = power_iteration(param.detach(), u, v, self.n_power_iterations, eps=self.eps)
                 with torch.no_grad():
                     u.copy_(new_u)
                     v.copy_(new_v)
-                self._iterated_at[id(u)] = key
+                    mark.copy_(now)
+            self._iterated_at[id(u)] = key
         return us, vs
 
     def sigmas(self) -> List[Tensor]:

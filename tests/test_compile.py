@@ -30,11 +30,7 @@ PER_CLASS = list(_FIRST.values())
 
 # Classes that cannot be compiled into one graph without a redesign, with the measured reason (an entry here is
 # an xfail(strict=True), so that a fix shows).
-NOT_ONE_GRAPH: Dict[str, str] = {
-    "SpectralNorm": "_vectors() re-runs the power iteration only where a matrix changed, keyed on "
-                    "(data_ptr(), _version) in a Python dict: Dynamo cannot trace a data-pointer comparison "
-                    "(graph break gb5976)",
-}
+NOT_ONE_GRAPH: Dict[str, str] = {}
 
 # Representative classes through inductor: a closed-form held penalty, a list, a loss on call-time inputs,
 # tol="auto" (a constant computed outside the graph) and an in-graph value check (FiringRateKL's rates).

@@ -180,7 +180,11 @@ def test_unconverged_vectors_are_iterated_only_when_the_weights_change() -> None
     reg.accumulate_grad()
     torch.testing.assert_close(reg.u_0, u0, rtol=0, atol=0)
     with torch.no_grad():
-        w.mul_(1.0)   # a new version: iterated once at the next use
+        w.mul_(1.0)   # written to, the same values: nothing to iterate for
+    reg.accumulate_grad()
+    torch.testing.assert_close(reg.u_0, u0, rtol=0, atol=0)
+    with torch.no_grad():
+        w.mul_(1.5)   # new values: iterated once at the next use
     reg.accumulate_grad()
     reg()
     torch.testing.assert_close(reg.u_0, F.power_iteration(w.detach(), u0, v0, 1)[0])
