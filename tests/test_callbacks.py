@@ -99,6 +99,29 @@ def test_the_bptt_stand_in_has_neurotorchs_priority() -> None:
     assert BPTT(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)).priority == nt.BPTT.DEFAULT_PRIORITY
 
 
+def test_default_names_are_the_class_name_then_a_counter() -> None:
+    class Fresh(BaseCallback):   # a class of its own: its counter starts here
+        pass
+
+    names = [Fresh().name, Fresh().name, Fresh(name="mine").name, Fresh().name]
+    assert names == ["Fresh", "Fresh_1", "mine", "Fresh_2"]
+
+
+def test_callbacks_derive_from_neurotorchs_once_it_imports_and_only_once() -> None:
+    import types
+
+    from neuroreg.callbacks import _derive_from_neurotorch, _NeuroTorchBase, neurotorch_compatible
+
+    nt = import_neurotorch()   # imported after neuroreg: the import hook derives BaseCallback from NeuroTorch's
+    assert neurotorch_compatible() and isinstance(nr.L1(nn.Linear(2, 2)), nt.callbacks.base_callback.BaseCallback)
+    bases = _NeuroTorchBase.__bases__
+    other = types.ModuleType("stand_in")
+    other.BaseCallback = type("BaseCallback", (), {})
+    _derive_from_neurotorch(other)                               # a second module changes nothing
+    _derive_from_neurotorch(types.ModuleType("no_callbacks"))     # nor one without the class
+    assert _NeuroTorchBase.__bases__ == bases
+
+
 def test_verbose_without_tqdm_prints_each_iteration(monkeypatch, capsys) -> None:
     monkeypatch.setattr(ProtocolTrainer, "_progress_bar", staticmethod(lambda n_iterations: None))
     model = nn.Linear(3, 2)
