@@ -136,6 +136,7 @@ def test_activity_on_modules_by_name():
     rebuilt = nr.from_config(json.loads(json.dumps(config)), model)
     model(torch.randn(5, 3, generator=torch.Generator().manual_seed(1)))
     assert torch.allclose(rebuilt(), reg()) and reg() > 0
+    assert rebuilt.module_names == ["1", "3"]   # bound to the model's modules through the presets, as built
     with pytest.raises(ValueError, match=r"modules.*\['3'\]"):
         nr.from_config(config, nn.Sequential(nn.Linear(3, 4), nn.Tanh()))
 
@@ -229,6 +230,8 @@ def test_bad_configs():
         nr.from_config({**config, "params": ["0", "7"]}, weights)
     with pytest.raises(TypeError, match="params"):
         nr.from_config(config, None)
+    with pytest.raises(TypeError, match=r"\[.params.\] names parts of a model, so model must be an nn\.Module"):
+        nr.from_config(config, list(weights))
     with pytest.raises(TypeError, match="params"):
         nr.from_config({**config, "params": "0"}, weights)
     with pytest.raises(TypeError, match=r"target.*dtype"):
@@ -238,3 +241,53 @@ def test_bad_configs():
         nr.from_config({**config, "Lambda": {"__callable__": "os.system"}}, weights)
     with pytest.raises(TypeError, match=r"lacks.*'loss'"):
         nr.from_config({"type": "LossApply"}, weights)
+
+
+def test_register_refuses_a_name_that_is_not_a_string() -> None:
+    for name in ("", 3, None):
+        with pytest.raises(TypeError, match="name must be a non-empty string"):
+            nr.register(name)
+
+
+def test_registered_lists_schedules_defined_later(monkeypatch) -> None:
+    import neuroreg.config as config
+
+    monkeypatch.setattr(config, "_REGISTRY", dict(config._REGISTRY))   # the new class leaves no trace
+    later = type("LaterSchedule", (nr.schedules.Constant,), {"__module__": "neuroreg.schedules"})
+    assert "LaterSchedule" in registered() and config._REGISTRY["LaterSchedule"] is later
+
+
+def test_a_penalty_on_inputs_has_no_params_and_an_empty_tensor_round_trips() -> None:
+    assert nr.EntropyLoss(None).get_config()["params"] is None
+    assert nr.EntropyLoss([]).get_config()["params"] is None
+    weights = nn.ParameterList([nn.Parameter(torch.ones(0, 3))])
+    config = nr.JSDivergenceLoss(weights, target=torch.full((0, 3), 1 / 3)).get_config()
+    assert config["target"] == {"__tensor__": [0, 3], "dtype": "float32"}
+    rebuilt = nr.from_config(json.loads(json.dumps(config)), weights)
+    assert rebuilt.state_dict()["target"].shape == (0, 3) and float(rebuilt().detach()) == 0.0
+
+
+def test_dict_arguments_positional_only_arguments_and_long_reprs_in_messages() -> None:
+    class Long(nn.Module):
+        def extra_repr(self) -> str:
+            return "x" * 100
+
+    @nr.register("test_config_with_options")
+    class WithOptions(nr.L1):
+        def __init__(self, params, /, options=None, **kwargs):
+            super().__init__(params, **kwargs)
+            self.options = options
+
+    weights = nn.ParameterList([nn.Parameter(torch.tensor([1.0, -3.0]))])
+    config = WithOptions(weights, {"scale": 2.0}, Lambda=0.5).get_config()
+    assert config["options"] == {"scale": 2.0}
+    rebuilt = nr.from_config(json.loads(json.dumps(config)), weights)
+    assert rebuilt.options == {"scale": 2.0} and float(rebuilt().detach()) == 0.5 * 4.0
+    with pytest.raises(ValueError, match="options: a dict argument with the key 'type'"):
+        WithOptions(weights, {"type": "L1"}).get_config()
+    with pytest.raises(ValueError) as error:
+        WithOptions(weights, {"net": Long()}).get_config()
+    assert str(error.value) == (
+        f"options.net: Long {repr(Long())[:77]}... cannot be in a config; pass it to "
+        "from_config(config, model, options.net=...) instead"
+    )
