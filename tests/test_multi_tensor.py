@@ -9,7 +9,14 @@ import torch
 
 import neuroreg as nr
 from neuroreg.functional import _multi_tensor
-from neuroreg.functional._multi_tensor import add_combination_, add_sign_, sum_scalars
+from neuroreg.functional._multi_tensor import (
+    add_combination_,
+    add_sign_,
+    as_tensor_list,
+    foreach_mul,
+    foreach_sub,
+    sum_scalars,
+)
 from neuroreg.functional.connectome import _dale_law_l2_grad
 from neuroreg.functional.lp import _lp_norm_grad
 
@@ -100,3 +107,24 @@ def test_sum_scalars_of_one_value_is_that_value() -> None:
     value = torch.tensor(2.5, dtype=torch.float64, requires_grad=True)
     assert sum_scalars([value]) is value
     assert float(sum_scalars([value, torch.tensor(1.0, dtype=torch.float64)]).detach()) == 3.5
+
+
+def test_one_tensor_is_one_element_not_its_rows() -> None:
+    matrix = torch.ones(3, 2)
+    (only,) = as_tensor_list("tensors", matrix)
+    assert only is matrix
+    with pytest.raises(TypeError, match=r"tensors must be a tensor or a sequence of tensors, got 'abc'"):
+        as_tensor_list("tensors", "abc")
+    with pytest.raises(TypeError, match="tensors must be a tensor or a sequence of tensors, got 3"):
+        as_tensor_list("tensors", 3)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_foreach_sub_and_mul_in_order(count: int) -> None:
+    # one tensor takes the per-tensor op, several the multi-tensor kernel: the same numbers, operands in order
+    first = [_data(k, 2, 3) for k in range(count)]
+    second = [_data(10 + k, 2, 3) for k in range(count)]
+    for got, a, b in zip(foreach_sub(first, second), first, second):
+        np.testing.assert_array_equal(got.numpy(), a.numpy() - b.numpy())
+    for got, a, b in zip(foreach_mul(first, second), first, second):
+        np.testing.assert_array_equal(got.numpy(), a.numpy() * b.numpy())
