@@ -109,6 +109,13 @@ def test_exact_form_is_autograd_of_matrix_norm(target) -> None:
     for w, g in zip(ws, grads):
         torch.testing.assert_close(w.grad, g)
     assert "u_0" not in dict(reg.named_buffers())
+    before = [w.detach().clone() for w in ws]
+    for w in ws:
+        w.grad = torch.zeros_like(w)
+    reg.accumulate_grad()   # joint mode: the closed form adds its gradient to the gradients, not the weights
+    for w, g, b in zip(ws, grads, before):
+        torch.testing.assert_close(w.grad, g)
+        assert torch.equal(w.detach(), b)
 
 
 def test_vectors_are_state_and_survive_a_round_trip() -> None:
@@ -119,6 +126,7 @@ def test_vectors_are_state_and_survive_a_round_trip() -> None:
     reg()
     state = reg.state_dict()
     assert {"u_0", "v_0"} <= set(state)
+    assert not any(key.startswith("fingerprint") for key in state)   # recomputed from the matrix, never saved
     other = nr.SpectralNorm([nn.Parameter(w.detach().clone())])
     other.load_state_dict(state)
     torch.testing.assert_close(other.u_0, reg.u_0)
