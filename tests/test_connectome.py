@@ -20,7 +20,7 @@ from neuroreg import functional as F
 from neuroreg.init import dale_
 from neuroreg.testing import BPTT, ProtocolTrainer
 from tests.neurotorch_support import import_neurotorch
-from tests.protocol import make_batches, parameters_of, seeded_model
+from tests.protocol import SIZE_PATHS, make_batches, parameters_of, seeded_model, use_size_path
 from tests.registry import make_params
 from tests.test_callbacks import LR, assert_same, train_by_hand
 
@@ -536,3 +536,38 @@ def test_reference_signs_of_weights_below_the_parameters_dtype_range() -> None:
     assert float(reg().detach()) == pytest.approx((np.maximum(-W * S, 0) ** 2).sum(), rel=1e-6)
     reg().backward()
     np.testing.assert_allclose(w.grad.numpy(), -2 * S * np.maximum(-W * S, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("path", SIZE_PATHS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_connectome_values_on_either_size_path_equal_numpy(
+    dtype: torch.dtype, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small tensors take few-kernel forms, large ones few-pass forms (a dot product, norms): both against NumPy.
+    use_size_path(monkeypatch, path)
+    generator = torch.Generator().manual_seed(5)
+    ws = [torch.randn(5, 4, generator=generator), torch.randn(3, 3, generator=generator)]
+    ss = [torch.randn(5, 4, generator=generator).sign(), torch.randn(3, 3, generator=generator).sign()]
+    refs = [torch.randn(5, 4, generator=generator), torch.randn(3, 3, generator=generator)]
+    w64, s64, r64 = ([t.double().numpy() for t in group] for group in (ws, ss, refs))
+    ws, ss, refs = ([t.to(dtype) for t in group] for group in (ws, ss, refs))
+    tolerance = 5e-3 if dtype == torch.float16 else 1e-6
+    for alpha in (0.0, 0.3, 1.0):
+        expected = sum(np.trace(w.T @ (alpha * w - (1 - alpha) * s)) for w, s in zip(w64, s64))
+        assert float(F.dale_law_l2(ws, ss, alpha)) == pytest.approx(expected, rel=tolerance)
+    for p in (1, 2, 3):
+        expected = sum((np.maximum(-w * s, 0) ** p).sum() for w, s in zip(w64, s64))
+        assert float(F.dale_sign_penalty(ws, ss, p)) == pytest.approx(expected, rel=tolerance)
+    expected = sum(np.abs(w - r).sum() for w, r in zip(w64, r64))
+    assert float(F.weights_distance(ws, refs, 1)) == pytest.approx(expected, rel=tolerance)
+    softsign = [w / (1 + np.abs(w)) for w in w64]
+    expected = sum(abs(x.mean() + 1 - 2 * 0.7) for x in softsign)
+    assert float(F.exc_ratio_penalty(ws, 0.7)) == pytest.approx(expected, rel=tolerance)
+
+
+def test_dale_law_l2_add_grad_default_scale_is_one_and_no_ratio_of_nothing() -> None:
+    w, s = torch.tensor([[1.0, -2.0]]), torch.tensor([[1.0, -1.0]])
+    grad = torch.zeros(1, 2)
+    F.dale_law_l2_add_grad_([grad], [w], [s], alpha=0.25)
+    torch.testing.assert_close(grad, 0.5 * w - 0.75 * s)
+    assert F.exc_ratio([]).shape == (0,)

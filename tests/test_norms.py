@@ -165,8 +165,12 @@ def mean_forms():
 ENTRYWISE, CONNECTOME = mean_forms()
 
 
+@pytest.mark.parametrize("path", SIZE_PATHS)
 @pytest.mark.parametrize("case", [*ENTRYWISE, *CONNECTOME])
-def test_mean_reduction_value_and_closed_form_gradient_against_autograd_of_the_mean_form(case: str) -> None:
+def test_mean_reduction_value_and_closed_form_gradient_against_autograd_of_the_mean_form(
+    case: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_size_path(monkeypatch, path)
     build, mean_form = {**ENTRYWISE, **CONNECTOME}[case]
     # Two tensors share a size, so a size group holds several tensors (one functional call for both).
     shapes = ((4, 3), (4, 3)) if case in CONNECTOME else ((4, 3), (5,), (2, 3, 2))
@@ -177,7 +181,7 @@ def test_mean_reduction_value_and_closed_form_gradient_against_autograd_of_the_m
     expected_value = 1.7 * mean_form(leaves)
     expected_grads = torch.autograd.grad(expected_value, leaves)
     torch.testing.assert_close(reg(), expected_value.detach())
-    reg().backward()                                   # the closed-form backward of a direct call
+    reg().backward()                                   # a direct call: closed form, or autograd when small
     for p, e in zip(params, expected_grads):
         torch.testing.assert_close(p.grad, e)
     for p in params:
@@ -334,3 +338,30 @@ def test_functional_defaults_and_argument_checks() -> None:
         lp_norm(W, p=0)
     with pytest.raises(ValueError, match="grads must hold one tensor per tensor: 1 tensors, 2 grads"):
         lp_norm_add_grad_([grad, grad], [W])
+
+
+@pytest.mark.parametrize("path", SIZE_PATHS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize(("p", "squared"),
+                         [(1, False), (1, True), (2, False), (2, True), (3, False), (math.inf, False)])
+def test_lp_norm_value_on_either_size_path_equals_numpy(
+    p: float, squared: bool, dtype: torch.dtype, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The value's form depends on the size (fewer kernels when small, fewer passes when large): both against
+    # NumPy in float64, float16 included (reduced in float32).
+    use_size_path(monkeypatch, path)
+    tensors = [with_zeros((4, 5), 21).to(dtype), with_zeros((7,), 22).to(dtype)]
+    norms = [np.linalg.norm(t.double().numpy().ravel(), ord=p) for t in tensors]
+    expected = sum(n**2 if squared else n for n in norms)
+    value = lp_norm(tensors, p, squared=squared)
+    assert value.dtype == dtype
+    tolerance = 2e-3 if dtype == torch.float16 else 1e-6
+    assert float(value) == pytest.approx(expected, rel=tolerance)
+
+
+def test_matrix_norm_order_is_checked_at_construction_and_shown() -> None:
+    (w,) = make_params((3, 4))
+    with pytest.raises(ValueError, match="p"):
+        nr.Lp([w], p=3, norm="matrix")   # no induced 3-norm of a matrix in torch.linalg.norm
+    assert "norm='matrix'" in repr(nr.Lp([w], p=1, norm="matrix"))
+    assert "norm=" not in repr(nr.Lp([w], p=1))
