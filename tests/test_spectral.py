@@ -207,6 +207,23 @@ def test_a_tiny_matrix_shows_the_15_construction_steps_and_the_eps_floor() -> No
     assert float(nr.SpectralNorm([w], eps=1e-11)().detach()) == pytest.approx(c * (c / 1e-11) ** 59, rel=1e-9, abs=0)
 
 
+def test_the_compiled_branch_iterates_both_vectors_of_a_changed_matrix(monkeypatch) -> None:
+    # In the graph the step is taken where the matrix's fingerprint changed: one step, v = W^T u / |W^T u| then
+    # u = W v / |W v|, by hand (15 construction steps leave this Gaussian matrix's vectors short of convergence).
+    # The branch a compiled call traces, run eagerly (compiling would take seconds).
+    w = nn.Parameter(torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    reg = nr.SpectralNorm([w])
+    u0 = reg.u_0.clone()
+    with torch.no_grad():
+        w.mul_(1.5)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    reg()
+    W = w.detach()
+    v = W.T @ u0 / (W.T @ u0).norm()
+    torch.testing.assert_close(reg.v_0, v)
+    torch.testing.assert_close(reg.u_0, W @ v / (W @ v).norm())
+
+
 def test_under_torch_func_the_vectors_are_read_not_iterated() -> None:
     w = nn.Parameter(torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
     reg = nr.SpectralNorm([w], Lambda=2.0)
