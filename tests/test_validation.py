@@ -373,3 +373,9 @@ def test_check_dale_shape_refuses_rho_1_for_neurotorchs_draw_only() -> None:
     assert check_dale_shape((4, 4), 2, 1.0, "neuroreg", False, None) is None
     with pytest.raises(ValueError, match="draw='neurotorch' is undefined at rho=1"):
         check_dale_shape((4, 4), 2, 1.0, "neurotorch", False, None)
+
+
+def test_an_empty_selection_warns_at_the_callers_line() -> None:
+    with pytest.warns(UserWarning, match="sparse selects no parameter") as caught:
+        assert collect_parameters(nn.Linear(2, 2), include=("rnn.*",), owner="sparse") == ([], [])
+    assert len(caught) == 1 and caught[0].filename == __file__   # this line, not one inside neuroreg
