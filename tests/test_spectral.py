@@ -222,6 +222,9 @@ def test_the_compiled_branch_iterates_both_vectors_of_a_changed_matrix(monkeypat
     v = W.T @ u0 / (W.T @ u0).norm()
     torch.testing.assert_close(reg.v_0, v)
     torch.testing.assert_close(reg.u_0, W @ v / (W @ v).norm())
+    u1 = reg.u_0.clone()
+    reg()   # the matrix is unchanged since: its fingerprint was kept, and no step is kept
+    torch.testing.assert_close(reg.u_0, u1, rtol=0, atol=0)
 
 
 def test_under_torch_func_the_vectors_are_read_not_iterated() -> None:
