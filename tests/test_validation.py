@@ -19,6 +19,7 @@ from neuroreg._validation import (
     check_callable,
     check_choice,
     check_dale_arguments,
+    check_dale_options,
     check_dale_shape,
     check_floating_tensor,
     check_grads,
@@ -31,6 +32,7 @@ from neuroreg._validation import (
     check_per_parameter,
     check_real,
     check_reference_tensors,
+    check_size,
     check_update,
     collect_modules,
     collect_parameters,
@@ -379,3 +381,15 @@ def test_an_empty_selection_warns_at_the_callers_line() -> None:
     with pytest.warns(UserWarning, match="sparse selects no parameter") as caught:
         assert collect_parameters(nn.Linear(2, 2), include=("rnn.*",), owner="sparse") == ([], [])
     assert len(caught) == 1 and caught[0].filename == __file__   # this line, not one inside neuroreg
+
+
+def test_check_dale_options_and_check_size() -> None:
+    assert check_dale_options("i->j", "neuroreg", False, None) == ("i->j", "neuroreg", False, None)
+    assert check_dale_options("j->i", "neuroreg", True, 2) == ("j->i", "neuroreg", True, 2.0)
+    with pytest.raises(ValueError, match=r"spectral_radius must be in \(0, inf\]"):
+        check_dale_options("i->j", "neuroreg", False, -1.0)
+    x = torch.ones(3, 4)
+    assert check_size("x", x, 0, 3, "three rows") is x and check_size("x", x, -1, 4, "four columns") is x
+    for dim in (0, -1):   # a 0-d tensor has no dimension to check: a ValueError, not an IndexError
+        with pytest.raises(ValueError, match=rf"x must have one entry \(size 1 in dimension {dim}\), got shape \(\)"):
+            check_size("x", torch.tensor(1.0), dim, 1, "one entry")
