@@ -237,6 +237,13 @@ def test_bad_configs():
     with pytest.raises(TypeError, match=r"target.*dtype"):
         nr.from_config({"type": "JSDivergenceLoss", "params": ["0"], "target": {"__tensor__": [3], "dtype": "big"}},
                        weights)
+    with pytest.raises(ValueError, match="a tensor is described by the keys '__tensor__' and 'dtype'"):
+        nr.from_config({"type": "JSDivergenceLoss", "params": ["0"],
+                        "target": {"__tensor__": [3], "dtype": "float32", "values": [1, 2, 3]}}, weights)
+    with pytest.raises(TypeError, match=r"\['Lambda'\] must be \{'__callable__'"):
+        nr.from_config({**config, "Lambda": {"__callable__": "torch.tanh", "scale": 2}}, weights)
+    with pytest.raises(TypeError, match=r"\['Lambda'\] must be \{'__callable__'"):
+        nr.from_config({**config, "Lambda": {"__callable__": 3}}, weights)
     with pytest.raises(ValueError, match=r"'os\.system' is not a registered name"):
         nr.from_config({**config, "Lambda": {"__callable__": "os.system"}}, weights)
     with pytest.raises(TypeError, match=r"lacks.*'loss'"):
