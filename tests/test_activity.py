@@ -555,6 +555,21 @@ def test_a_backward_outside_its_record_adds_only_the_task_gradient() -> None:
         optimizer.step()
 
 
+def test_joint_mode_with_lambda_1_adds_the_whole_penalty_gradient() -> None:
+    # alpha = Lambda * scale = 1: the gradient of sum(out) + sum(out^2), by autograd on a copy of the layer.
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    layer = nn.Linear(3, 2).double()
+    reference = nn.Linear(3, 2).double()
+    reference.load_state_dict(layer.state_dict())
+    act = nr.ActivityL2(layer, Lambda=1.0)
+    act.attach(torch.optim.SGD(layer.parameters(), lr=0.1))
+    layer(x).sum().backward()
+    out = reference(x)
+    (out.sum() + out.square().sum()).backward()
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(layer.bias.grad, reference.bias.grad)
+
+
 # --- memory and references ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("way", ["loss", "joint"])
 def test_memory_does_not_grow_over_1000_steps(way: str) -> None:
