@@ -162,6 +162,10 @@ def test_rate_sums_default_to_one_rate_per_neuron_on_the_last_axis() -> None:
     sums, count = rate_sums(a)
     np.testing.assert_allclose(sums.numpy(), a.numpy().sum((0, 1)), rtol=1e-12)
     assert count == 6
+    b = tensor(5, 4, seed=1, low=0.0).detach()   # a second record of the same 4 neurons: the sums add up
+    sums, count = rate_sums([a, b])
+    np.testing.assert_allclose(sums.numpy(), a.numpy().sum((0, 1)) + b.numpy().sum(0), rtol=1e-12)
+    assert count == 11
 
 
 def test_a_silent_neuron_takes_the_default_eps_of_1e_6() -> None:
@@ -172,6 +176,13 @@ def test_a_silent_neuron_takes_the_default_eps_of_1e_6() -> None:
     assert float(F.firing_rate_kl(a)) == pytest.approx(kl, rel=1e-12)
     rate_grad = -t / eps + (1 - t) / (1 - eps)
     np.testing.assert_allclose(F.firing_rate_kl_grad(a).numpy(), np.full((4, 1), rate_grad / 4), rtol=1e-12)
+    # The default target 0.1 at rate 0.5: -0.1 / 0.5 + 0.9 / 0.5.
+    assert float(F.rate_kl_grad(torch.tensor([0.5], dtype=torch.float64))) == pytest.approx(1.6, rel=1e-12)
+
+
+def test_the_mean_over_one_rate_is_that_rate() -> None:
+    # One rate at 0 below low = 0.5: -2 relu(0.5 - 0) over one rate.
+    assert float(F.rate_range_grad(torch.tensor([0.0]), 0.5, reduction="mean")) == -1.0
 
 
 def test_rate_functions_against_numpy() -> None:
@@ -817,6 +828,7 @@ def test_bad_outputs_are_clear_errors_at_the_first_forward_before_any_gradient(
         (lambda: F.firing_rate_range(torch.ones(3, 2), 0.2, 0.1), ValueError, "low must be <= high"),
         (lambda: F.activity_l1(torch.ones(3), reduction="none"), ValueError, "reduction must be one of"),
         (lambda: F.rate_range_grad(torch.zeros(3), 0.1, reduction="max"), ValueError, "reduction must be one of"),
+        (lambda: F.activity_l2_grad(torch.ones(3), reduction="max"), ValueError, "reduction must be one of"),
         (lambda: nr.FiringRateRange(None)(), ValueError, "records no module and was called without activity"),
         (lambda: nr.FiringRateRange(nn.Tanh())(torch.ones(2)), TypeError, "records the activity of its modules"),
     ],
