@@ -169,7 +169,7 @@ def test_hinge_gradient_scale_and_grad_count() -> None:
     grad = torch.zeros(2, 3)
     F.spectral_penalty_add_grad_([grad], [torch.tensor(2.5)], [u], [v], target=1.0, alpha=0.3)
     torch.testing.assert_close(grad, 0.3 * 2 * 1.5 * torch.outer(u, v))
-    with pytest.raises(ValueError, match="grads must hold one tensor per tensor"):
+    with pytest.raises(ValueError, match="grads must hold one tensor per tensor: 1 tensors, 0 grads"):
         F.spectral_penalty_add_grad_([], [torch.tensor(2.5)], [u], [v])
     w = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="grads must hold one tensor per tensor"):
