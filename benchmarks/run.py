@@ -490,6 +490,9 @@ def ensemble_case(device: torch.device, quick: bool) -> List[Case]:
 # class and keywords where it computes the same number). Lambda 1e-3, alpha 0.8, E/I target 0.8.
 PARAMETER_PENALTIES: Dict[str, tuple] = {
     "L1": (lambda ps, ss, rs: nr.L1(ps, Lambda=1e-3), lambda w, s, r: 1e-3 * w.abs().sum(), None),
+    "L1 matrix norm": (lambda ps, ss, rs: nr.L1(ps, Lambda=1e-3, norm="matrix"),
+                       lambda w, s, r: 1e-3 * torch.linalg.norm(w, 1),   # NeuroTorch's L1: the largest column sum
+                       ("L1", {"Lambda": 1e-3}, None)),
     "L2": (lambda ps, ss, rs: nr.L2(ps, Lambda=1e-3), lambda w, s, r: 1e-3 * w.norm(), None),
     "L2 squared": (lambda ps, ss, rs: nr.L2(ps, Lambda=1e-3, squared=True), lambda w, s, r: 1e-3 * w.pow(2).sum(),
                    None),

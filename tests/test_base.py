@@ -528,6 +528,15 @@ def test_a_deepcopy_alone_keeps_acting_on_the_models_parameters() -> None:
     torch.testing.assert_close(grads[0], model.weight.detach())   # 0.5 * 2 * W reached the model itself
 
 
+def test_a_deepcopy_through_a_cycle_is_one_copy() -> None:
+    import copy
+
+    reg = nr.L1(make_params((2, 2)), Lambda=0.5)
+    reg.notes = {"self": reg}   # state that refers back to the regularization: copied once, not recursed into
+    duplicate = copy.deepcopy(reg)
+    assert duplicate is not reg and duplicate.notes["self"] is duplicate
+
+
 def test_torch_save_of_model_and_regularization_together_loads_bound() -> None:
     model = nn.Linear(3, 2)
     buffer = io.BytesIO()
