@@ -116,6 +116,14 @@ def test_compactness_in_euclidean_space_uses_the_documented_norm_and_floor(norm,
     torch.testing.assert_close(value, torch.from_numpy(np_compactness(X.numpy(), coor.numpy(), order, floor, None)))
 
 
+def test_compactness_of_a_batch_checks_the_coordinates_against_the_locations() -> None:
+    # X of shape (batch 2, parcels 4, locations 30): coor has one column per location, the last axis of X.
+    X, coor = uniform(2, 4, 30, seed=0), uniform(2, 30, seed=1)
+    value = compactness(X, coor, radius=None)
+    expected = np.stack([np_compactness(x, coor.numpy(), 2, 0.0, None) for x in X.numpy()])
+    torch.testing.assert_close(value, torch.from_numpy(expected))
+
+
 @pytest.mark.parametrize("radius", [1.0, 50.0])
 def test_compactness_on_the_sphere_is_geodesic_and_scales_with_the_radius(radius) -> None:
     X, coor = uniform(3, 40, seed=0), sphere(40, seed=1, radius=radius)
