@@ -248,3 +248,14 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(kwargs: dict, error: typ
         dale_(tensor, **kwargs)
     if before is not None:
         assert torch.equal(tensor, before)
+
+
+def test_a_draw_that_zeroes_nothing_takes_no_zeroing_permutation() -> None:
+    # rho=1 zeroes no entry, so no permutation is drawn for it: the inhibitory rows are the seeded generator's
+    # next permutation after the float64 magnitudes.
+    W = dale_(torch.empty(6, 6, dtype=torch.float64), inh_ratio=0.5, rho=1.0, inh_first=False, seed=3)
+    generator = torch.Generator().manual_seed(3)
+    torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    expected = sorted(torch.randperm(6, generator=generator)[:3].tolist())
+    assert (W != 0).all()
+    assert sorted(i for i in range(6) if (W[i] < 0).all()) == expected
