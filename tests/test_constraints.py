@@ -292,3 +292,10 @@ def test_dale_rnn_example_with_the_constraint_has_every_sign_right_at_every_step
     assert history["constrained_sign_match"] == [1.0, 1.0]  # the lowest over every step of each epoch
     assert history["sign_match"][0] < 1.0  # the penalized network starts with wrong signs
     assert len(history["constrained_task_loss"]) == 2 and out.stat().st_size > 0
+
+
+def test_the_mask_is_a_copy_of_the_one_given() -> None:
+    mask = torch.ones(2, 3)   # already the weight's dtype and device: a plain .to() would keep this very tensor
+    layer = constraints.mask_(nn.Linear(3, 2), mask=mask)
+    mask[0, 0] = 0.0          # the caller reusing their tensor does not change the constraint
+    assert (layer.weight != 0).all()
