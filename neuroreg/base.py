@@ -283,8 +283,8 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
                     raw = full(super().__call__())
                 finally:
                     state["_align_dtensor_grads"] = False
-            elif is_small(params):
-                # A call is then dominated by fixed costs, and autograd's backward of the value's few kernels
+            elif is_small(params) or not self._closed_form_backward:
+                # Small: a call is dominated by fixed costs, and autograd's backward of the value's few kernels
                 # costs less than an autograd Function's Python (both give the same gradient, to rounding).
                 raw = self._unweighted(params)
             else:
@@ -607,11 +607,12 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
             self._value_stale = True
 
     def _closed_form_call(self, args: tuple, kwargs: dict) -> bool:
-        # Under torch.compile the graph is traced through forward (the compiler fuses it anyway), and
-        # without grad mode there is no backward pass to shorten.
-        # Under torch.func transforms (grad, vmap, jacrev) autograd's own rules differentiate forward.
+        # Whether a call takes the paths of a penalty of its held tensors (the value straight from
+        # _penalty_value, or through the closed form). Under torch.compile the graph is traced through forward
+        # (the compiler fuses it anyway), and without grad mode there is no backward pass to shorten. Under
+        # torch.func transforms (grad, vmap, jacrev) autograd's own rules differentiate forward.
         return (
-            self._closed_form_backward
+            self.closed_form_grad
             and not args
             and not kwargs
             and torch.is_grad_enabled()

@@ -25,6 +25,7 @@ from neuroreg.functional.lp import _lp_norm_grad
 def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     # 5 entries per chunk: tensors of 23 entries take four full chunks and a ragged last one.
     monkeypatch.setattr(_multi_tensor, "_CPU_CHUNK", 5 if request.param == "chunked" else 1 << 62)
+    monkeypatch.setattr(_multi_tensor, "_CPU_CACHE_NUMEL", 5 if request.param == "chunked" else 1 << 62)
     return request.param
 
 

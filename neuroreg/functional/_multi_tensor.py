@@ -158,8 +158,15 @@ def nonempty(tensors: Sequence[Tensor]) -> List[Tensor]:
 SMALL_NUMEL = 1 << 16
 
 #: Entries per chunk of a multi-kernel in-place update on CPU: each chunk's kernels run one after another on
-#: data that stays in the 1 MiB per-core L2 cache, so the update moves the memory of a single pass.
-_CPU_CHUNK = 1 << 17
+#: data that stays in cache (4 MiB of float32 per operand, in a 32 MiB L3), so the update moves about the
+#: memory of one pass. Measured on the project's 2-core CPU (benchmarks/run.py, case 11): L1's sign-and-add
+#: at 2048² 1.7x the one-kernel floor chunked against 3.0x whole, at 4096² 1.3x against 6.6x.
+_CPU_CHUNK = 1 << 20
+
+#: Entries above which the operands of a temporary-free update no longer share the cache, so that chunking
+#: pays for its extra launches (Dale's two adds: 1.2x the floor whole at 2048², chunked 1.3x; at 4096² whole
+#: 1.4x, chunked 1.2x).
+_CPU_CACHE_NUMEL = 1 << 22
 
 
 def is_small(tensors: Sequence[Tensor]) -> bool:
@@ -167,11 +174,12 @@ def is_small(tensors: Sequence[Tensor]) -> bool:
     return sum(tensor.numel() for tensor in tensors) < SMALL_NUMEL
 
 
-def _cache_chunks(*tensors: Tensor) -> Optional[Iterator[Tuple[Tensor, ...]]]:
-    """Aligned flat chunks of :data:`_CPU_CHUNK` entries of same-shape contiguous CPU tensors, or ``None`` where
-    chunking gains nothing or cannot apply (a small tensor, another device, a non-contiguous view, a DTensor)."""
+def _cache_chunks(*tensors: Tensor, above: int) -> Optional[Iterator[Tuple[Tensor, ...]]]:
+    """Aligned flat chunks of :data:`_CPU_CHUNK` entries of same-shape contiguous CPU tensors of more than
+    ``above`` entries, or ``None`` where chunking gains nothing or cannot apply (a smaller tensor, another device,
+    a non-contiguous view, a DTensor)."""
     first = tensors[0]
-    if first.device.type != "cpu" or first.numel() <= _CPU_CHUNK or not foreach_ok(tensors):
+    if first.device.type != "cpu" or first.numel() <= max(above, _CPU_CHUNK) or not foreach_ok(tensors):
         return None
     if not all(t.layout == torch.strided and t.is_contiguous() and t.shape == first.shape for t in tensors):
         return None
@@ -181,7 +189,7 @@ def _cache_chunks(*tensors: Tensor) -> Optional[Iterator[Tuple[Tensor, ...]]]:
 def add_sign_(grads: Sequence[Tensor], tensors: Sequence[Tensor], alpha: float) -> None:
     """``grads[k] += alpha * sign(tensors[k])`` in place (0 at zero entries: autograd's subgradient of
     ``|w|``). Eager PyTorch has no one kernel for it; on CPU large tensors go through a buffer of one
-    cache-sized chunk, so that the update moves no more memory than ``grads[k].add_(tensors[k])``.
+    cache-sized chunk (see :data:`_CPU_CHUNK`).
 
     Example:
         >>> g = torch.zeros(3); add_sign_([g], [torch.tensor([-2.0, 0.0, 0.5])], 0.1); g
@@ -189,7 +197,7 @@ def add_sign_(grads: Sequence[Tensor], tensors: Sequence[Tensor], alpha: float) 
     """
     rest_grads, rest = [], []
     for grad, tensor in zip(grads, tensors):
-        chunks = _cache_chunks(grad, tensor)
+        chunks = _cache_chunks(grad, tensor, above=_CPU_CHUNK)
         if chunks is None:
             rest_grads.append(grad)
             rest.append(tensor)
@@ -209,8 +217,9 @@ def add_sign_(grads: Sequence[Tensor], tensors: Sequence[Tensor], alpha: float) 
 
 def add_combination_(grads: Sequence[Tensor], terms: Sequence[Tuple[Sequence[Tensor], float]]) -> None:
     """``grads[k] += sum_i c_i * T_i[k]`` in place, for ``terms`` ``[(T_i, c_i), ...]`` (lists of tensors
-    shaped like ``grads``). On CPU large tensors are updated chunk by chunk, each chunk of ``grads[k]`` staying in
-    cache across the terms: the memory of one pass (``grads[k].addcmul_``'s) instead of one per term.
+    shaped like ``grads``). On CPU tensors too large to share the cache (:data:`_CPU_CACHE_NUMEL`) are updated
+    chunk by chunk, each chunk of ``grads[k]`` staying in cache across the terms: about the memory of one pass
+    instead of one per term.
 
     Example:
         >>> g = torch.zeros(2); add_combination_([g], [([torch.ones(2)], 2.0), ([torch.tensor([1.0, -1.0])], 0.5)]); g
@@ -219,7 +228,7 @@ def add_combination_(grads: Sequence[Tensor], terms: Sequence[Tuple[Sequence[Ten
     terms = [(list(tensors), coefficient) for tensors, coefficient in terms]
     rest = []
     for index, grad in enumerate(grads):
-        chunks = _cache_chunks(grad, *[tensors[index] for tensors, _ in terms])
+        chunks = _cache_chunks(grad, *[tensors[index] for tensors, _ in terms], above=_CPU_CACHE_NUMEL)
         if chunks is None:
             rest.append(index)
             continue

@@ -93,8 +93,9 @@ def _lp_norm(tensors: List[Tensor], p: float, squared: bool, dtype: Optional[tor
             # its square (large ones keep the norm: one pass, no temporary).
             norms.extend((t * t).sum() for t in ts)
             continue
-        if p == 1:
-            # |W| then a sum: about 6x faster on CPU than the 1-norm reduction (not vectorized), for a temporary.
+        if p == 1 and not is_small(ts):
+            # |W| then a sum: about 6x faster on CPU than the 1-norm reduction (not vectorized), for a temporary;
+            # small tensors keep the norm, one kernel fewer under autograd.
             group_norms = [full(t.abs().sum(dtype=wide)) for t in ts]
             norms.extend(foreach_mul(group_norms, group_norms) if squared else group_norms)
             continue
