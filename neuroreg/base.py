@@ -266,7 +266,7 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         ``∂penalty/∂p`` with multi-tensor kernels instead of differentiating ``forward``'s reductions (about 2x
         faster for a squared L2 over 20 tensors of 1024² on a 2-core CPU, and nothing saved but the parameters
         themselves). That backward is first order only. Below
-        :data:`~neuroreg.functional._multi_tensor.SMALL_NUMEL` regularized entries in all (256², most E/I
+        :data:`~neuroreg.functional._multi_tensor.SMALL_NUMEL` regularized entries in all (362², most E/I
         networks), where a call costs its kernel launches and Python rather than its passes over memory,
         autograd differentiates the value's few kernels instead (the same gradient, to rounding). For
         higher-order gradients at any size use ``reg.Lambda * reg.forward()``.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from neuroreg.functional import _multi_tensor
+from neuroreg.functional import _multi_tensor, lp
 
 Batch = Tuple[Tensor, Tensor]
 
@@ -79,6 +79,8 @@ SIZE_PATHS = {"closed form": 0, "autograd": 1 << 62}
 
 
 def use_size_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
-    """Make every call take ``path`` (a key of :data:`SIZE_PATHS`), whatever the tensors' size."""
+    """Make every call take ``path`` (a key of :data:`SIZE_PATHS`), whatever the tensors' size: the forms of
+    large tensors ("closed form") or of small ones ("autograd"), the 1-norm's included."""
     monkeypatch.setattr(_multi_tensor, "SMALL_NUMEL", SIZE_PATHS[path])
+    monkeypatch.setattr(lp, "_ONE_KERNEL_1_NORM", SIZE_PATHS[path])
 

@@ -155,7 +155,7 @@ def nonempty(tensors: Sequence[Tensor]) -> List[Tensor]:
 
 #: Below this many entries in all, a computation's cost is its kernel launches (a few µs each), not its
 #: passes over memory: fewer kernels win over fewer passes.
-SMALL_NUMEL = 1 << 16
+SMALL_NUMEL = 1 << 17
 
 #: Entries per chunk of a multi-kernel in-place update on CPU: each chunk's kernels run one after another on
 #: data that stays in cache (4 MiB of float32 per operand, in a 32 MiB L3), so the update moves about the

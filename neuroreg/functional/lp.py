@@ -35,6 +35,12 @@ def _check_order(p: float, squared: bool) -> Tuple[float, bool]:
     return check_real("p", p, low=0, low_inclusive=False, allow_inf=True), check_bool("squared", squared)
 
 
+#: Below this many entries the 1-norm is one reduction kernel (fewer launches under autograd); from it on,
+#: |W| and a sum: the CPU's 1-norm reduction is not vectorized (862 µs against 139 µs for |W|.sum() at 1024²,
+#: one thread), and at 256² L1's direct call measured 101 µs this way against 130 µs with the norm.
+_ONE_KERNEL_1_NORM = 1 << 14
+
+
 def _closed_form_is_cheaper(p: float, squared: bool) -> bool:
     """Whether :func:`lp_norm_add_grad_`'s closed form makes no more passes over memory than autograd's
     backward of :func:`lp_norm` (which reuses the forward's norms): for ``p=1`` and for squared ``p=2``."""
@@ -93,9 +99,9 @@ def _lp_norm(tensors: List[Tensor], p: float, squared: bool, dtype: Optional[tor
             # its square (large ones keep the norm: one pass, no temporary).
             norms.extend((t * t).sum() for t in ts)
             continue
-        if p == 1 and not is_small(ts):
+        if p == 1 and sum(t.numel() for t in ts) >= _ONE_KERNEL_1_NORM:
             # |W| then a sum: about 6x faster on CPU than the 1-norm reduction (not vectorized), for a temporary;
-            # small tensors keep the norm, one kernel fewer under autograd.
+            # the smallest tensors keep the norm, one kernel fewer under autograd.
             group_norms = [full(t.abs().sum(dtype=wide)) for t in ts]
             norms.extend(foreach_mul(group_norms, group_norms) if squared else group_norms)
             continue
