@@ -341,8 +341,6 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         """The buffers of :meth:`regularized_parameters`, in its order (frozen parameters keep theirs)."""
         buffers = self._buffer_list(prefix)
         held = [(p, buffer) for p, buffer, frozen in zip(self._held(), buffers, self._frozen) if _acts_on(p, frozen)]
-        if not held or not is_dtensor(held[0][0]):   # FSDP2 shards all parameters of a model, or none
-            return [buffer for _, buffer in held]
         return [self._laid_out_like(param, buffer) if is_dtensor(param) else buffer for param, buffer in held]
 
     def _laid_out_like(self, param: Tensor, buffer: Tensor) -> Tensor:
