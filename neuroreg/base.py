@@ -29,6 +29,7 @@ from neuroreg.functional._multi_tensor import (
     grads_laid_out_like,
     is_dtensor,
     is_small,
+    scaled_grads,
     sparse_grads_as_dense,
     sum_scalars,
 )
@@ -327,10 +328,11 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         :meth:`forward`)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward() or _penalty_value()")
 
-    def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor]) -> None:
-        """Register one buffer per held parameter, named ``{prefix}_{index}`` (in state_dict, moved by .to())."""
+    def _register_buffer_list(self, prefix: str, tensors: Sequence[Tensor], *, persistent: bool = True) -> None:
+        """Register one buffer per held parameter, named ``{prefix}_{index}`` (moved by .to(); in state_dict
+        where ``persistent``)."""
         for index, tensor in enumerate(tensors):
-            self.register_buffer(f"{prefix}_{index}", tensor)
+            self.register_buffer(f"{prefix}_{index}", tensor, persistent=persistent)
 
     def _buffer_list(self, prefix: str) -> List[Tensor]:
         """The buffers registered by :meth:`_register_buffer_list`, in parameter order."""
@@ -622,16 +624,7 @@ class BaseRegularization(nn.Module, OptimizerHooks, BaseCallback, Configurable):
         """``alpha * ∂penalty/∂p`` for each of ``params``, as new tensors, from the closed form (``alpha`` a
         float, or a 0-d tensor in the backward pass: scaling by it there needs no host sync). A subclass may
         override it with fewer passes over memory."""
-        grads = [torch.zeros_like(p) for p in params]
-        if isinstance(alpha, Tensor) and alpha.device.type == "cpu":
-            alpha = float(alpha)   # no device to wait for: a float saves a pass over the gradients
-        with torch.no_grad():
-            if isinstance(alpha, Tensor):
-                self._add_penalty_grad_(params, grads, 1.0)
-                torch._foreach_mul_(grads, alpha)
-            else:
-                self._add_penalty_grad_(params, grads, alpha)
-        return grads
+        return scaled_grads(lambda grads, scale: self._add_penalty_grad_(params, grads, scale), params, alpha)
 
     def _penalty_grads(self, scale: float) -> Dict[int, Tensor]:
         """``scale * Lambda * ∂penalty/∂p`` for each regularized parameter, keyed by ``id(p)``."""

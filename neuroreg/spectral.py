@@ -109,10 +109,9 @@ class SpectralNorm(BaseRegularization):
             starts.append(power_iteration(param.detach(), u0 / u0.norm(), v0 / v0.norm(), _INITIAL_ITERATIONS, eps=eps))
         self._register_buffer_list("u", [u for u, _ in starts])
         self._register_buffer_list("v", [v for _, v in starts])
-        for index, param in enumerate(self.params):
-            # What a compiled call compares to tell a changed matrix (a data pointer cannot be traced); not in
-            # state_dict: recomputed from the matrix at each iteration.
-            self.register_buffer(f"fingerprint_{index}", _fingerprint(param), persistent=False)
+        # What a compiled call compares to tell a changed matrix (a data pointer cannot be traced); not in
+        # state_dict: recomputed from the matrix at each iteration.
+        self._register_buffer_list("fingerprint", [_fingerprint(param) for param in self.params], persistent=False)
         for param, u in zip(self.params, self._buffer_list("u")):
             self._iterated_at[id(u)] = (param.data_ptr(), param._version)
 

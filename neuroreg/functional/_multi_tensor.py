@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -30,6 +30,7 @@ __all__ = [
     "is_dtensor",
     "is_small",
     "nonempty",
+    "scaled_grads",
     "sparse_grads_as_dense",
     "sum_scalars",
     "unwrapped",
@@ -169,9 +170,9 @@ _CPU_CHUNK = 1 << 20
 _CPU_CACHE_NUMEL = 1 << 22
 
 
-def is_small(tensors: Sequence[Tensor]) -> bool:
-    """Whether ``tensors`` hold fewer than :data:`SMALL_NUMEL` entries in all."""
-    return sum(tensor.numel() for tensor in tensors) < SMALL_NUMEL
+def is_small(tensors: Sequence[Tensor], below: Optional[int] = None) -> bool:
+    """Whether ``tensors`` hold fewer than ``below`` (default :data:`SMALL_NUMEL`) entries in all."""
+    return sum(tensor.numel() for tensor in tensors) < (SMALL_NUMEL if below is None else below)
 
 
 def _cache_chunks(*tensors: Tensor, above: int) -> Optional[Iterator[Tuple[Tensor, ...]]]:
@@ -206,13 +207,8 @@ def add_sign_(grads: Sequence[Tensor], tensors: Sequence[Tensor], alpha: float) 
         for grad_chunk, chunk in chunks:
             signs = torch.sign(chunk, out=buffer[: chunk.numel()])
             grad_chunk.add_(signs, alpha=alpha)
-    if not rest:
-        return
-    if foreach_ok([*rest_grads, *rest]):
-        torch._foreach_add_(rest_grads, torch._foreach_sign(rest), alpha=alpha)
-    else:
-        for grad, tensor in zip(rest_grads, rest):
-            grad.add_(tensor.sign(), alpha=alpha)
+    if rest:
+        _add_(rest_grads, torch._foreach_sign(rest) if foreach_ok(rest) else [t.sign() for t in rest], alpha)
 
 
 def add_combination_(grads: Sequence[Tensor], terms: Sequence[Tuple[Sequence[Tensor], float]]) -> None:
@@ -235,16 +231,44 @@ def add_combination_(grads: Sequence[Tensor], terms: Sequence[Tuple[Sequence[Ten
         for grad_chunk, *term_chunks in chunks:
             for chunk, (_, coefficient) in zip(term_chunks, terms):
                 grad_chunk.add_(chunk, alpha=coefficient)
-    if not rest:
-        return
-    rest_grads = [grads[i] for i in rest]
-    for tensors, coefficient in terms:
-        others = [tensors[i] for i in rest]
-        if foreach_ok([*rest_grads, *others]):
-            torch._foreach_add_(rest_grads, others, alpha=coefficient)
+    if rest:
+        for tensors, coefficient in terms:
+            _add_([grads[i] for i in rest], [tensors[i] for i in rest], coefficient)
+
+
+def _add_(grads: Sequence[Tensor], others: Sequence[Tensor], alpha: float) -> None:
+    """``torch._foreach_add_(grads, others, alpha=alpha)``, per tensor where the multi-tensor kernel does not
+    apply."""
+    if foreach_ok([*grads, *others]):
+        torch._foreach_add_(list(grads), list(others), alpha=alpha)
+    else:
+        for grad, other in zip(grads, others):
+            grad.add_(other, alpha=alpha)
+
+
+def scaled_grads(
+    add_grad_: Callable[[List[Tensor], float], None], tensors: Sequence[Tensor], alpha: Union[float, Tensor]
+) -> List[Tensor]:
+    """``alpha`` times the gradient that ``add_grad_(grads, scale)`` adds (``scale`` times it), as new tensors
+    shaped like ``tensors``, added into zero buffers. ``alpha`` is a float, or the 0-d tensor of a backward
+    pass: on CPU it is taken as a float (nothing to wait for, and one pass over the gradients saved), elsewhere
+    applied by one multi-tensor multiply (no host sync).
+
+    Example:
+        >>> scaled_grads(lambda grads, scale: torch._foreach_add_(grads, [torch.ones(2)], alpha=scale),
+        ...              [torch.ones(2)], torch.tensor(3.0))
+        [tensor([3., 3.])]
+    """
+    grads = [torch.zeros_like(t) for t in tensors]
+    if isinstance(alpha, Tensor) and alpha.device.type == "cpu":
+        alpha = float(alpha)
+    with torch.no_grad():
+        if isinstance(alpha, Tensor):
+            add_grad_(grads, 1.0)
+            torch._foreach_mul_(grads, alpha)
         else:
-            for grad, other in zip(rest_grads, others):
-                grad.add_(other, alpha=coefficient)
+            add_grad_(grads, alpha)
+    return grads
 
 
 def add_grad_widened_(

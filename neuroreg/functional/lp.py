@@ -21,6 +21,7 @@ from neuroreg.functional._multi_tensor import (
     group_by_device_and_dtype,
     is_small,
     nonempty,
+    scaled_grads,
     sparse_grads_as_dense,
     sum_scalars,
 )
@@ -89,7 +90,7 @@ def _lp_norm(tensors: List[Tensor], p: float, squared: bool, dtype: Optional[tor
     if not tensors:
         return torch.zeros(())
     if dtype is None:
-        dtype = promoted_dtype(*tensors) if len(tensors) > 1 else tensors[0].dtype
+        dtype = promoted_dtype(*tensors)
     norms = []
     for group in group_by_device_and_dtype(nonempty(tensors)):
         ts = [tensors[i] for i in group]
@@ -99,7 +100,7 @@ def _lp_norm(tensors: List[Tensor], p: float, squared: bool, dtype: Optional[tor
             # its square (large ones keep the norm: one pass, no temporary).
             norms.extend((t * t).sum() for t in ts)
             continue
-        if p == 1 and sum(t.numel() for t in ts) >= _ONE_KERNEL_1_NORM:
+        if p == 1 and not is_small(ts, below=_ONE_KERNEL_1_NORM):
             # |W| then a sum: about 6x faster on CPU than the 1-norm reduction (not vectorized), for a temporary;
             # the smallest tensors keep the norm, one kernel fewer under autograd.
             group_norms = [full(t.abs().sum(dtype=wide)) for t in ts]
@@ -231,8 +232,4 @@ def _lp_norm_grad(
                 torch._foreach_mul_(tensors, alpha * 2)
                 return tensors
             return list(torch._foreach_mul(tensors, alpha * 2))
-        grads = [torch.zeros_like(t) for t in tensors]
-        _lp_norm_add_grad_(grads, tensors, p, squared, 1.0 if isinstance(alpha, Tensor) else alpha)
-        if isinstance(alpha, Tensor):
-            torch._foreach_mul_(grads, alpha)
-    return grads
+    return scaled_grads(lambda grads, scale: _lp_norm_add_grad_(grads, tensors, p, squared, scale), tensors, alpha)
